@@ -1,0 +1,250 @@
+//! Faults as data: applying a `FaultAction` returns a `FaultGuard` whose `undo` reverses it
+//! (paired verbs: add/remove toxic, disable/enable proxy, kill/restart, pause/resume,
+//! partition/heal).
+//!
+//! invariant: a fault's intent is in the lab's intent log BEFORE it is applied, and
+//! `fault_undone` is logged only after its undo completed.
+//! invariant: `apply` is all-or-nothing: when it fails midway (the third of three nodes will not
+//! die), what it already did is rolled back before the error is returned.
+//! invariant: `undo` is idempotent; a failed undo can be retried and only redoes what is left.
+//! Dropping an active guard does not undo it (undo is async); the lab's shutdown (or drop)
+//! still removes every trace: nodes killed, namespace with its nftables rules deleted, the
+//! toxiproxy server with its toxics gone.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{FaultError, LabError, ToxiproxyError};
+use crate::lab::{Direction, Intent, Lab, PartitionHandle};
+use crate::toxiproxy::{NewToxic, Stream, ToxicSpec, Toxiproxy};
+
+/// One fault, as the schedule describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// A toxiproxy toxic on one proxy; undo removes it.
+    Toxic { proxy: String, spec: ToxicSpec, stream: Stream, toxicity: f64 },
+    /// The proxy is disabled (connections closed, nothing listens); undo re-enables it.
+    LinkDown { proxy: String },
+    /// SIGKILL; undo restarts each node with the same spec and data dir.
+    Kill { nodes: Vec<String> },
+    /// SIGSTOP; undo SIGCONTs.
+    Pause { nodes: Vec<String> },
+    /// Kill then start again, at once; nothing to undo.
+    Restart { nodes: Vec<String> },
+    /// Drop traffic between two address groups; undo heals.
+    Partition { a: Vec<Ipv4Addr>, b: Vec<Ipv4Addr>, direction: Direction },
+}
+
+/// What faults act on. Cheap to clone; guards keep a clone so `undo` needs no arguments.
+#[derive(Debug, Clone)]
+pub struct FaultContext {
+    pub lab: Arc<Lab>,
+    /// Needed by `Toxic` and `LinkDown` only.
+    pub toxiproxy: Option<Toxiproxy>,
+}
+
+impl FaultContext {
+    pub fn new(lab: Arc<Lab>, toxiproxy: Option<Toxiproxy>) -> FaultContext {
+        FaultContext { lab, toxiproxy }
+    }
+}
+
+/// How to reverse an applied fault; lists shrink as parts are undone (retry-safe).
+#[derive(Debug)]
+enum Undo {
+    RemoveToxic { proxy: String, toxic: String },
+    Enable { proxy: String },
+    Start { nodes: Vec<String> },
+    Resume { nodes: Vec<String> },
+    Heal(PartitionHandle),
+    Nothing,
+}
+
+/// An applied fault. Call `undo` (on every path: success, failure, cancellation).
+#[must_use = "an applied fault stays in effect until `undo` (or lab shutdown)"]
+#[derive(Debug)]
+pub struct FaultGuard {
+    ctx: FaultContext,
+    id: String,
+    undo: Undo,
+    active: bool,
+}
+
+/// Toxic names become URL segments: derive a safe, unique one from the fault id.
+fn toxic_name(id: &str) -> String {
+    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' }).collect();
+    format!("faultline_{safe}")
+}
+
+fn lab_err(id: &str) -> impl Fn(LabError) -> FaultError + '_ {
+    move |source| FaultError::Lab { fault: id.to_string(), source }
+}
+
+fn tp_err(id: &str) -> impl Fn(ToxiproxyError) -> FaultError + '_ {
+    move |source| FaultError::Toxiproxy { fault: id.to_string(), source }
+}
+
+fn validate(id: &str, action: &FaultAction, ctx: &FaultContext) -> Result<(), FaultError> {
+    let invalid = |detail: &str| Err(FaultError::Invalid { fault: id.to_string(), detail: detail.to_string() });
+    match action {
+        FaultAction::Toxic { toxicity, .. } if !(0.0..=1.0).contains(toxicity) => {
+            return invalid(&format!("toxicity `{toxicity}` is not within 0..=1"));
+        }
+        FaultAction::Kill { nodes } | FaultAction::Pause { nodes } | FaultAction::Restart { nodes } if nodes.is_empty() => {
+            return invalid("no nodes named");
+        }
+        FaultAction::Toxic { .. } | FaultAction::LinkDown { .. } if ctx.toxiproxy.is_none() => {
+            return Err(FaultError::NoToxiproxy { fault: id.to_string() });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Logs the intent, applies the fault, returns its guard. See the module invariants.
+pub async fn apply(ctx: &FaultContext, id: &str, action: &FaultAction) -> Result<FaultGuard, FaultError> {
+    validate(id, action, ctx)?;
+    let lab = &ctx.lab;
+    let detail = serde_json::to_value(action).map_err(|e| FaultError::Invalid { fault: id.to_string(), detail: e.to_string() })?;
+    lab.record(&Intent::Fault { id: id.to_string(), detail }).map_err(lab_err(id))?;
+    let undone = || lab.record(&Intent::FaultUndone { id: id.to_string() }).map_err(lab_err(id));
+    let tp = || ctx.toxiproxy.as_ref().ok_or_else(|| FaultError::NoToxiproxy { fault: id.to_string() });
+
+    let undo = match action {
+        FaultAction::Toxic { proxy, spec, stream, toxicity } => {
+            let toxic = NewToxic { name: toxic_name(id), stream: *stream, toxicity: *toxicity, spec: spec.clone() };
+            tp()?.add_toxic(proxy, &toxic).await.map_err(tp_err(id))?;
+            Undo::RemoveToxic { proxy: proxy.clone(), toxic: toxic.name }
+        }
+        FaultAction::LinkDown { proxy } => {
+            tp()?.set_enabled(proxy, false).await.map_err(tp_err(id))?;
+            Undo::Enable { proxy: proxy.clone() }
+        }
+        FaultAction::Kill { nodes } => {
+            for (i, node) in nodes.iter().enumerate() {
+                if let Err(e) = lab.kill_node(node).await {
+                    for done in &nodes[..i] {
+                        let _ = lab.restart_node(done).await;
+                    }
+                    let _ = undone();
+                    return Err(lab_err(id)(e));
+                }
+            }
+            Undo::Start { nodes: nodes.clone() }
+        }
+        FaultAction::Pause { nodes } => {
+            for (i, node) in nodes.iter().enumerate() {
+                if let Err(e) = lab.pause_node(node).await {
+                    for done in &nodes[..i] {
+                        let _ = lab.resume_node(done).await;
+                    }
+                    let _ = undone();
+                    return Err(lab_err(id)(e));
+                }
+            }
+            Undo::Resume { nodes: nodes.clone() }
+        }
+        FaultAction::Restart { nodes } => {
+            for node in nodes {
+                lab.restart_node(node).await.map_err(lab_err(id))?;
+            }
+            // Nothing stays in effect: the log says so at once.
+            undone()?;
+            return Ok(FaultGuard { ctx: ctx.clone(), id: id.to_string(), undo: Undo::Nothing, active: false });
+        }
+        FaultAction::Partition { a, b, direction } => {
+            Undo::Heal(lab.partition(a, b, *direction).await.map_err(lab_err(id))?)
+        }
+    };
+    Ok(FaultGuard { ctx: ctx.clone(), id: id.to_string(), undo, active: true })
+}
+
+impl FaultGuard {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// True until `undo` has completed.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Reverses the fault and logs `fault_undone`. A second call is a no-op; after an error,
+    /// calling again retries only what is left.
+    pub async fn undo(&mut self) -> Result<(), FaultError> {
+        if !self.active {
+            return Ok(());
+        }
+        let id = self.id.clone();
+        let lab = self.ctx.lab.clone();
+        match &mut self.undo {
+            Undo::RemoveToxic { proxy, toxic } => {
+                let tp = self.ctx.toxiproxy.as_ref().ok_or_else(|| FaultError::NoToxiproxy { fault: id.clone() })?;
+                match tp.remove_toxic(proxy, toxic).await {
+                    // Already gone (a `/reset`, or a retried undo): the wanted outcome.
+                    Ok(()) | Err(ToxiproxyError::Status { status: 404, .. }) => {}
+                    Err(e) => return Err(tp_err(&id)(e)),
+                }
+            }
+            Undo::Enable { proxy } => {
+                let tp = self.ctx.toxiproxy.as_ref().ok_or_else(|| FaultError::NoToxiproxy { fault: id.clone() })?;
+                tp.set_enabled(proxy, true).await.map_err(tp_err(&id))?;
+            }
+            Undo::Start { nodes } => {
+                while let Some(node) = nodes.first().cloned() {
+                    // Someone (a later restart) may have brought it back already.
+                    if lab.node_pid(&node).await.is_none() {
+                        lab.restart_node(&node).await.map_err(lab_err(&id))?;
+                    }
+                    nodes.remove(0);
+                }
+            }
+            Undo::Resume { nodes } => {
+                while let Some(node) = nodes.first().cloned() {
+                    match lab.resume_node(&node).await {
+                        // Killed meanwhile: nothing is paused any more.
+                        Ok(()) | Err(LabError::NotRunning(_)) => {}
+                        Err(e) => return Err(lab_err(&id)(e)),
+                    }
+                    nodes.remove(0);
+                }
+            }
+            Undo::Heal(handle) => {
+                lab.heal(handle).await.map_err(lab_err(&id))?;
+            }
+            Undo::Nothing => {}
+        }
+        lab.record(&Intent::FaultUndone { id: id.clone() }).map_err(lab_err(&id))?;
+        self.active = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_serialize_as_data() {
+        let a = FaultAction::Toxic {
+            proxy: "redis".into(),
+            spec: ToxicSpec::Latency { latency_ms: 200, jitter_ms: 0 },
+            stream: Stream::Downstream,
+            toxicity: 1.0,
+        };
+        let v = serde_json::to_value(&a).expect("encodes");
+        assert_eq!(v["kind"], "toxic");
+        assert_eq!(v["spec"]["type"], "latency");
+        let p = FaultAction::Partition { a: vec![Ipv4Addr::new(127, 0, 1, 1)], b: vec![Ipv4Addr::new(127, 0, 2, 1)], direction: Direction::OneWay };
+        let back: FaultAction = serde_json::from_value(serde_json::to_value(&p).expect("encodes")).expect("decodes");
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn toxic_names_are_url_safe() {
+        assert_eq!(toxic_name("dc1/latency 2"), "faultline_dc1_latency_2");
+    }
+}

@@ -1,0 +1,200 @@
+//! The journal: everything a run observed and concluded, as one serializable model. Reports are
+//! rendered from it alone, so `faultline report journal.json` reproduces them byte for byte.
+//!
+//! Contract (relied on by users and CI): the top-level `verdicts` array holds objects with `id`,
+//! `passed` (bool), `expected` and `observed`; `timeline` holds per-second workload stats; `events`
+//! holds what happened when. Times are milliseconds relative to the load's start (`t0`).
+//!
+//! invariant: adding fields is fine; renaming or removing contract fields bumps `schema`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::load::WorkloadSummary;
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    pub schema: u32,
+    pub faultline_version: String,
+    pub experiment: ExperimentInfo,
+    pub run: RunInfo,
+    pub verdicts: Vec<Verdict>,
+    /// Per workload, per second: throughput, errors, latency percentiles.
+    pub timeline: Vec<WorkloadSummary>,
+    pub events: Vec<Event>,
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentInfo {
+    pub name: String,
+    pub file: String,
+    pub description: Option<String>,
+    pub verifies: Vec<String>,
+    /// The planned fault windows, for reports: (name, kind, target, start ms, end ms).
+    pub faults: Vec<FaultWindow>,
+    /// One line per assertion, as `faultline plan` describes it.
+    pub assertions: Vec<String>,
+    /// The assertions as judged, so a journal can be re-judged offline.
+    pub judged: Vec<crate::plan::Assertion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every assertion held.
+    Passed,
+    /// At least one assertion failed.
+    Failed,
+    /// The load generator could not keep its schedule: verdicts are not trustworthy.
+    Invalid,
+    /// The lab or a component failed before verdicts could be reached.
+    InfrastructureError,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_id: String,
+    /// RFC 3339 wall-clock time of t0.
+    pub started_at: String,
+    pub outcome: Outcome,
+    /// Set when the run could not complete.
+    pub error: Option<String>,
+    /// Length of the load phase as run.
+    pub duration_ms: u64,
+    /// Lab set-up time, and per node the time it took to become ready.
+    pub setup_ms: u64,
+    pub ready_ms: BTreeMap<String, u64>,
+    /// Component versions as installed (from `cargo xtask deps`), when known.
+    pub components: BTreeMap<String, String>,
+    /// Peak resident memory of the harness process, in KiB.
+    pub harness_peak_rss_kib: Option<u64>,
+}
+
+/// One judged expectation. `expected`/`observed` are full sentences with times relative to the
+/// relevant fault, so a failed verdict reads on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub id: String,
+    pub assertion: String,
+    pub passed: bool,
+    pub expected: String,
+    pub observed: String,
+    /// When the decisive observation happened, ms from t0.
+    pub at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at_ms: i64,
+    pub kind: EventKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    LoadStarted,
+    FaultApplied,
+    FaultHealed,
+    FaultError,
+    BreakerTransition,
+    LoadEnded,
+    Note,
+}
+
+/// Raw observations that verdicts are computed from; kept so checkers can be re-run offline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub breakers: Vec<BreakerEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerEvidence {
+    pub service: String,
+    pub breaker: String,
+    pub downstream: String,
+    pub workload: String,
+    /// As the service reported them.
+    pub transitions: Vec<ObservedTransition>,
+    /// When the downstream received each call, as the downstream recorded it.
+    pub arrivals_ms: Vec<i64>,
+    /// Every operation of the workload, with what its response said about the downstream call.
+    pub calls: Vec<ObservedCall>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedTransition {
+    pub at_ms: i64,
+    pub from: BreakerState,
+    pub to: BreakerState,
+    pub reason: String,
+}
+
+/// What one response said about the downstream call behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallSeen {
+    /// The downstream call succeeded.
+    Live,
+    /// The call was made and failed; a fallback (or an error) was returned.
+    FallbackError,
+    /// The breaker rejected the call: no call was made.
+    FallbackOpen,
+    /// The response carried no usable tag (timeout, connection error, unknown value).
+    Untagged,
+}
+
+/// `[intended_ms, done_ms, seen, ok]` in JSON, to keep journals compact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedCall(pub i64, pub i64, pub CallSeen, pub bool);
+
+impl ObservedCall {
+    pub fn intended_ms(&self) -> i64 {
+        self.0
+    }
+    pub fn done_ms(&self) -> i64 {
+        self.1
+    }
+    pub fn seen(&self) -> CallSeen {
+        self.2
+    }
+    /// Whether the end user got a successful response.
+    pub fn ok(&self) -> bool {
+        self.3
+    }
+}
+
+impl Journal {
+    pub fn failed_verdicts(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter().filter(|v| !v.passed)
+    }
+
+    /// The process exit code this journal stands for.
+    pub fn exit_code(&self) -> i32 {
+        match self.run.outcome {
+            Outcome::Passed => crate::exit_code::OK,
+            Outcome::Failed => crate::exit_code::ASSERTION_FAILED,
+            Outcome::Invalid | Outcome::InfrastructureError => crate::exit_code::INFRASTRUCTURE,
+        }
+    }
+}

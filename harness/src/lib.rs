@@ -1,0 +1,19 @@
+//! Faultline's engine: experiment specs in, verdicts and reports out. No terminal code lives here;
+//! the `faultline` binary (src/main.rs, src/cli/) renders progress and errors.
+
+pub mod catalogue;
+pub mod errors;
+pub mod events;
+pub mod exit_code;
+pub mod faults;
+pub mod journal;
+pub mod lab;
+pub mod load;
+pub mod plan;
+pub mod redact;
+pub mod report;
+pub mod run;
+pub mod spec;
+pub mod toxiproxy;
+pub mod units;
+pub mod verdict;

@@ -1,0 +1,219 @@
+//! The open-model scheduler: dispatches op i at `start + i / rate` whether or not earlier ops
+//! have finished, and measures every op from that intended time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::http::HttpExec;
+use super::latency_histogram;
+use super::live::LiveStats;
+use super::outcome::{ErrorKind, OpRecord, Outcome, OutcomeCode};
+use super::redis_ops::RedisExec;
+use super::tables::{ErrorSamples, TagTable};
+
+/// After the hard deadline every op task ends by itself (it races the deadline); this extra
+/// slack only guards against a task that does not, so the drain loop cannot hang.
+const DRAIN_SLACK: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub(crate) enum Executor {
+    Http(HttpExec),
+    Redis(RedisExec),
+}
+
+impl Executor {
+    async fn execute(&self, n: u64, tags: &TagTable, samples: &ErrorSamples) -> (Outcome, u8) {
+        match self {
+            Executor::Http(http) => http.execute(n, tags, samples).await,
+            Executor::Redis(redis) => redis.execute(n, samples).await,
+        }
+    }
+}
+
+/// Everything an op task needs, shared by all of them.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) exec: Executor,
+    pub(crate) tags: TagTable,
+    pub(crate) samples: ErrorSamples,
+    pub(crate) live: Arc<LiveStats>,
+    /// One permit per in-flight slot (`max_in_flight`). Tokio's semaphore is FIFO, so queued ops
+    /// run in intended order.
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) op_timeout: Duration,
+    pub(crate) hard_deadline: Instant,
+}
+
+/// When each op is due. All times derive from `t0` and the op index, never from the previous
+/// op, so a late dispatch cannot shift the ones after it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    pub(crate) t0: Instant,
+    pub(crate) start_offset: Duration,
+    pub(crate) rate_per_sec: f64,
+    pub(crate) intended_ops: u64,
+    pub(crate) hard_deadline: Instant,
+}
+
+impl Schedule {
+    /// Op i's intended start as an offset from the workload's start, in ns (exact for the
+    /// integral rates experiments use; rounded otherwise).
+    fn offset_ns(&self, i: u64) -> u64 {
+        (i as f64 * 1e9 / self.rate_per_sec).round() as u64
+    }
+
+    fn intended(&self, i: u64) -> Instant {
+        self.t0 + self.start_offset + Duration::from_nanos(self.offset_ns(i))
+    }
+
+    /// Op i's intended start as an offset from the run's t0, in µs.
+    fn intended_us(&self, i: u64) -> u64 {
+        let ns = self.start_offset.as_nanos().saturating_add(u128::from(self.offset_ns(i)));
+        u64::try_from(ns / 1_000).unwrap_or(u64::MAX)
+    }
+}
+
+/// What the scheduler hands back; `run_workload` adds the tables to make a `WorkloadRecord`.
+#[derive(Debug)]
+pub(crate) struct Driven {
+    /// Sorted by `intended_us`.
+    pub(crate) ops: Vec<OpRecord>,
+    pub(crate) sched_lag: Histogram<u64>,
+    pub(crate) dispatched_ops: u64,
+    pub(crate) cancelled_at: Option<Instant>,
+    pub(crate) ended: Instant,
+}
+
+pub(crate) fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Resolves when `cancel` turns true; never if its sender is dropped without cancelling (the
+/// workload is bounded anyway, so an orchestrator that forgets its sender cannot hang it).
+async fn cancelled(mut cancel: watch::Receiver<bool>) {
+    if cancel.wait_for(|&stop| stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+pub(crate) async fn drive(shared: Arc<Shared>, schedule: Schedule, cancel: watch::Receiver<bool>) -> Driven {
+    let mut sched_lag = latency_histogram();
+    // Capacity is a hint only; validation caps intended_ops, so this cannot be absurd.
+    let mut ops = Vec::with_capacity(usize::try_from(schedule.intended_ops).unwrap_or(0));
+    let mut tasks = JoinSet::new();
+    let mut dispatched_ops = 0;
+    let mut cancelled_at = None;
+    let cancel = cancelled(cancel);
+    tokio::pin!(cancel);
+
+    for i in 0..schedule.intended_ops {
+        let intended = schedule.intended(i);
+        tokio::select! {
+            biased;
+            () = &mut cancel => {
+                cancelled_at = Some(Instant::now());
+                break;
+            }
+            () = sleep_until(intended) => {}
+        }
+        let now = Instant::now();
+        if now >= schedule.hard_deadline {
+            // So far behind that nothing dispatched now could finish in time; the shortfall
+            // shows as dispatched_ops < intended_ops and invalidates the run.
+            break;
+        }
+        // The generator's own lateness, before any wait for an in-flight slot: it measures us,
+        // not the system, and a run where it is large says nothing about the system.
+        sched_lag.saturating_record(micros(now.saturating_duration_since(intended)));
+        dispatched_ops += 1;
+        tasks.spawn(run_op(Arc::clone(&shared), i, intended, schedule.intended_us(i)));
+        while let Some(done) = tasks.try_join_next() {
+            collect(done, &mut ops);
+        }
+    }
+
+    // Cancelled: ops still running are abandoned unrecorded; they measure nothing about the
+    // system, only that we stopped.
+    if cancelled_at.is_some() {
+        tasks.abort_all();
+    }
+    let safety = sleep_until(schedule.hard_deadline + DRAIN_SLACK);
+    tokio::pin!(safety);
+    let mut aborted = cancelled_at.is_some();
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut cancel, if cancelled_at.is_none() => {
+                cancelled_at = Some(Instant::now());
+                tasks.abort_all();
+                aborted = true;
+            }
+            () = &mut safety, if !aborted => {
+                tasks.abort_all();
+                aborted = true;
+            }
+            done = tasks.join_next() => match done {
+                Some(done) => collect(done, &mut ops),
+                None => break,
+            },
+        }
+    }
+    // Completion order is arbitrary; intended order makes the record deterministic.
+    ops.sort_by_key(|op| op.intended_us);
+    Driven { ops, sched_lag, dispatched_ops, cancelled_at, ended: Instant::now() }
+}
+
+fn collect(done: Result<OpRecord, JoinError>, ops: &mut Vec<OpRecord>) {
+    match done {
+        Ok(op) => ops.push(op),
+        // Aborted by cancellation: deliberately unrecorded. A panic cannot come from op code
+        // (it returns every failure as an outcome); it would show as dispatched > recorded.
+        Err(_) => {}
+    }
+}
+
+/// One op: wait for an in-flight slot, execute within the op timeout, and record the latency from
+/// the INTENDED start, so time spent queued behind a stalled system is counted (coordinated
+/// omission corrected).
+async fn run_op(shared: Arc<Shared>, n: u64, intended: Instant, intended_us: u64) -> OpRecord {
+    let queued = shared.live.queued();
+    let attempt = async {
+        let permit = Arc::clone(&shared.slots).acquire_owned().await;
+        drop(queued);
+        let _running = shared.live.running();
+        if permit.is_err() {
+            // The semaphore is never closed; if it were, no op could run.
+            return (Outcome::Error(ErrorKind::Other), 0);
+        }
+        match timeout(shared.op_timeout, shared.exec.execute(n, &shared.tags, &shared.samples)).await {
+            Ok(done) => done,
+            Err(_) => {
+                let outcome = Outcome::Error(ErrorKind::Timeout);
+                shared.samples.note(OutcomeCode::from(outcome), || {
+                    format!("no answer within the op timeout of {} ms", shared.op_timeout.as_millis())
+                });
+                (outcome, 0)
+            }
+        }
+    };
+    let (outcome, tag) = tokio::select! {
+        biased;
+        done = attempt => done,
+        // Bounds the whole workload: an op still queued or running now has missed its chance.
+        () = sleep_until(shared.hard_deadline) => {
+            let outcome = Outcome::Error(ErrorKind::Abandoned);
+            shared.samples.note(OutcomeCode::from(outcome), || {
+                "still waiting for an in-flight slot or an answer at the workload's hard deadline".into()
+            });
+            (outcome, 0)
+        }
+    };
+    let latency_us = micros(Instant::now().saturating_duration_since(intended));
+    shared.live.complete(outcome.is_ok(), latency_us);
+    OpRecord { intended_us, latency_us, outcome: OutcomeCode::from(outcome), tag }
+}

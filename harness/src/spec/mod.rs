@@ -1,0 +1,270 @@
+//! Experiment files: the YAML schema (v1), parsing with spans, and validation into a [`Plan`].
+//!
+//! The schema is deliberately flat: each fault, workload and assertion is one mapping with a
+//! `kind` and the fields that kind takes, rather than a tagged enum. serde's tagged enums buffer
+//! their content and lose source positions; flat structs keep a line:column on every value, so
+//! `validate` can report every problem at once, each where it is. The reference for every field
+//! is `docs/experiment-reference.md` (a test keeps it complete).
+//!
+//! invariant: nothing here panics on any input; hostile input is bounded by [`parse::limits`].
+//! invariant: units (durations, rates, percentages) are kept as text here and parsed during
+//! validation, so that all unit mistakes are reported together rather than the first one only.
+
+mod diag;
+mod parse;
+mod validate;
+
+pub use diag::{Diagnostic, Diagnostics};
+pub use parse::{MAX_FILE_BYTES, parse_str};
+pub use validate::{load_file, validate_str};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+/// A scalar kept as its text (`30s`, `100/s`, `0.7`, `50%`), whatever YAML type it has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a scalar such as `30s`, `100/s` or `50%`")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A value with where it was written.
+pub type At<T> = Spanned<T>;
+
+/// One experiment file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    /// Short name, used in reports and test names.
+    pub name: At<String>,
+    /// What the experiment shows, in a sentence or two.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Catalogue ids (`shared/seeds/CATALOGUE.md`) this experiment verifies.
+    pub verifies: Vec<At<String>>,
+    /// The components and services to bring up.
+    pub topology: TopologySpec,
+    /// The traffic driven through the whole run.
+    pub load: LoadSpec,
+    /// The fault schedule.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// What must hold.
+    pub assertions: Vec<AssertionSpec>,
+}
+
+/// The nodes of the lab and named groups of them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    /// Every process the lab starts (Toxiproxy is implicit: one per lab).
+    pub nodes: Vec<NodeSpec>,
+    /// Named sets of nodes, used as fault targets (`target: backend`) and as address blocks.
+    #[serde(default)]
+    pub groups: BTreeMap<String, At<Vec<At<String>>>>,
+}
+
+/// One node: a real component or a reference service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Unique node name.
+    pub name: At<String>,
+    /// `redis`, `playback` or `recommendations`.
+    pub kind: At<String>,
+    /// For services: role -> node it calls, e.g. `{ redis: cache, recommendations: recs }`.
+    /// Every such link goes through a Toxiproxy proxy named `<node>-><used node>`.
+    #[serde(default)]
+    pub uses: BTreeMap<String, At<String>>,
+    /// Kind-specific configuration (the reference services' config, Redis options).
+    #[serde(default)]
+    pub config: Option<At<serde_json::Value>>,
+}
+
+/// The load: one or more open-model workloads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Length of the whole run (`90s`, `3m`). Faults must end before it does.
+    pub duration: At<Scalar>,
+    /// The workloads, all running at once.
+    pub workloads: Vec<WorkloadSpec>,
+}
+
+/// One open-model workload: operations start at a fixed rate whatever the system does.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Unique workload name.
+    pub name: At<String>,
+    /// `http` or `redis`.
+    pub kind: At<String>,
+    /// The node the operations go to.
+    pub target: At<String>,
+    /// Arrival rate, e.g. `100/s`.
+    pub rate: At<Scalar>,
+    /// At most this many operations executing at once (default 256).
+    #[serde(default)]
+    pub max_in_flight: Option<At<u64>>,
+    /// Per-operation timeout (default `2s`).
+    #[serde(default)]
+    pub timeout: Option<At<Scalar>>,
+    /// http: the request path; `{n}` is the operation index, `{n%K}` the index modulo K.
+    #[serde(default)]
+    pub path: Option<At<String>>,
+    /// http: a response header whose value is recorded per operation (services under test
+    /// report e.g. `x-faultline-source`).
+    #[serde(default)]
+    pub tag_header: Option<At<String>>,
+    /// redis: `get`, `set` or `set_get` (alternating).
+    #[serde(default)]
+    pub command: Option<At<String>>,
+    /// redis: number of distinct keys (default 10000).
+    #[serde(default)]
+    pub keyspace: Option<At<u64>>,
+    /// redis: value size in bytes for writes (default 64).
+    #[serde(default)]
+    pub value_size: Option<At<u64>>,
+}
+
+/// One scheduled fault.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Name used in reports (default: `<kind>-<index>`).
+    #[serde(default)]
+    pub name: Option<At<String>>,
+    /// `latency`, `bandwidth`, `timeout`, `reset_peer`, `slicer`, `link_down`, `kill`, `pause`,
+    /// `restart` or `partition`.
+    pub kind: At<String>,
+    /// When it starts, from the start of the load (`15s`).
+    pub at: At<Scalar>,
+    /// How long it lasts before it is healed (all kinds but `restart`).
+    #[serde(default, rename = "for")]
+    pub lasts: Option<At<Scalar>>,
+    /// Link faults: `client->server` (a `uses` link); node faults: a node or a group.
+    #[serde(default)]
+    pub target: Option<At<String>>,
+    /// partition: the two sides, each a node or a group.
+    #[serde(default)]
+    pub between: Option<At<Vec<At<String>>>>,
+    /// partition: `both` (default) or `one-way` (first side cannot reach the second).
+    #[serde(default)]
+    pub direction: Option<At<String>>,
+    /// Link faults: `downstream` (responses, default) or `upstream` (requests).
+    #[serde(default)]
+    pub stream: Option<At<String>>,
+    /// Link faults: share of connections affected (`70%`, default `100%`).
+    #[serde(default)]
+    pub toxicity: Option<At<Scalar>>,
+    /// latency: added delay (`1s`).
+    #[serde(default)]
+    pub latency: Option<At<Scalar>>,
+    /// latency: random variation added or removed (`50ms`, default `0ms`).
+    #[serde(default)]
+    pub jitter: Option<At<Scalar>>,
+    /// bandwidth: limit in KB/s.
+    #[serde(default)]
+    pub rate_kb: Option<At<u64>>,
+    /// timeout / reset_peer: close the connection after this long (`0` = never for timeout).
+    #[serde(default)]
+    pub after: Option<At<Scalar>>,
+    /// slicer: average slice size in bytes.
+    #[serde(default)]
+    pub slice_bytes: Option<At<u64>>,
+    /// slicer: delay between slices.
+    #[serde(default)]
+    pub slice_delay: Option<At<Scalar>>,
+}
+
+/// One assertion. `kind` decides which fields apply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionSpec {
+    /// `breaker`, `fallback` or `slo`.
+    pub kind: At<String>,
+    /// Name used in verdict ids (default: derived from the kind and targets).
+    #[serde(default)]
+    pub name: Option<At<String>>,
+    /// breaker, fallback: the service node that owns the breaker.
+    #[serde(default)]
+    pub service: Option<At<String>>,
+    /// breaker, fallback: the breaker's name in the service's `/state`.
+    #[serde(default)]
+    pub breaker: Option<At<String>>,
+    /// breaker: the node the breaker protects; its received calls are the black-box evidence.
+    #[serde(default)]
+    pub downstream: Option<At<String>>,
+    /// The workload whose operations are judged.
+    #[serde(default)]
+    pub workload: Option<At<String>>,
+    /// breaker: the documented behaviour (the catalogue's numbers).
+    #[serde(default)]
+    pub documented: Option<BreakerDocSpec>,
+    /// breaker: allowed timing error of each transition (default `1s`).
+    #[serde(default)]
+    pub tolerance: Option<At<Scalar>>,
+    /// slo: `before`, `during`, `after` or `all` (default `all`).
+    #[serde(default)]
+    pub phase: Option<At<String>>,
+    /// slo: highest acceptable error rate (`1%`).
+    #[serde(default)]
+    pub max_error_rate: Option<At<Scalar>>,
+    /// slo: highest acceptable p99 latency (`300ms`).
+    #[serde(default)]
+    pub max_p99: Option<At<Scalar>>,
+    /// slo: highest acceptable p50 latency.
+    #[serde(default)]
+    pub max_p50: Option<At<Scalar>>,
+}
+
+/// A circuit breaker's documented behaviour.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerDocSpec {
+    /// Opens when the failure rate in the window is above this (`50%`).
+    pub failure_rate_above: At<Scalar>,
+    /// Time-based window length (`10s`); give this or `window_calls`.
+    #[serde(default)]
+    pub window: Option<At<Scalar>>,
+    /// Count-based window: the last N calls.
+    #[serde(default)]
+    pub window_calls: Option<At<u64>>,
+    /// No decision with fewer calls than this in the window (default 1).
+    #[serde(default)]
+    pub minimum_calls: Option<At<u64>>,
+    /// Also needs at least this many failures in the window (default 0).
+    #[serde(default)]
+    pub minimum_failures: Option<At<u64>>,
+    /// How long it stays open before letting probes through (`30s`).
+    pub open_for: At<Scalar>,
+    /// How many calls HALF_OPEN lets through.
+    pub half_open_calls: At<u64>,
+    /// Consecutive successful probes that close it.
+    pub close_after_successes: At<u64>,
+}
+
+pub use crate::plan::Plan;

@@ -1,0 +1,75 @@
+//! Verdicts: each assertion of the plan judged from the run's evidence. Every check can fail, and
+//! a failed verdict states what was expected and what was observed, with times relative to the
+//! faults.
+//!
+//! invariant: checkers read only journal data (summaries, evidence, fault windows), so a recorded
+//! journal can be re-judged offline and in tests.
+
+mod breaker;
+mod fallback;
+mod slo;
+
+pub use breaker::CALL_GRACE_MS;
+
+use crate::journal::{Evidence, FaultWindow, Verdict};
+use crate::load::WorkloadSummary;
+use crate::plan::Assertion;
+use crate::units::format_offset_ms;
+
+/// Judges every assertion; assertions whose evidence is missing fail with that as the reason.
+pub fn judge(assertions: &[Assertion], timeline: &[WorkloadSummary], evidence: &Evidence, faults: &[FaultWindow]) -> Vec<Verdict> {
+    let mut out = Verdicts::default();
+    for summary in timeline {
+        slo::judge_generator(summary, &mut out);
+    }
+    for assertion in assertions {
+        match assertion {
+            Assertion::Breaker(a) => match breaker_evidence(evidence, &a.service, &a.breaker) {
+                Some(ev) => breaker::judge(a, ev, faults, &mut out),
+                None => out.missing(&a.name, "breaker evidence"),
+            },
+            Assertion::Fallback(a) => match breaker_evidence(evidence, &a.service, &a.breaker) {
+                Some(ev) => fallback::judge(a, ev, faults, &mut out),
+                None => out.missing(&a.name, "breaker evidence"),
+            },
+            Assertion::Slo(a) => match timeline.iter().find(|s| s.name == a.workload) {
+                Some(summary) => slo::judge(a, summary, &mut out),
+                None => out.missing(&a.name, "workload summary"),
+            },
+        }
+    }
+    out.items
+}
+
+fn breaker_evidence<'e>(evidence: &'e Evidence, service: &str, breaker: &str) -> Option<&'e crate::journal::BreakerEvidence> {
+    evidence.breakers.iter().find(|b| b.service == service && b.breaker == breaker)
+}
+
+/// Collects verdicts.
+#[derive(Default)]
+pub struct Verdicts {
+    pub items: Vec<Verdict>,
+}
+
+impl Verdicts {
+    fn push(&mut self, id: &str, assertion: &str, passed: bool, expected: &str, observed: String, at_ms: Option<i64>) {
+        self.items.push(Verdict { id: id.to_string(), assertion: assertion.to_string(), passed, expected: expected.to_string(), observed, at_ms });
+    }
+    fn pass(&mut self, id: &str, assertion: &str, expected: &str, observed: String, at_ms: Option<i64>) {
+        self.push(id, assertion, true, expected, observed, at_ms);
+    }
+    fn fail(&mut self, id: &str, assertion: &str, expected: &str, observed: String, at_ms: Option<i64>) {
+        self.push(id, assertion, false, expected, observed, at_ms);
+    }
+    fn missing(&mut self, assertion: &str, what: &str) {
+        self.fail(assertion, assertion, &format!("{what} recorded by the run"), format!("no {what} was recorded"), None);
+    }
+}
+
+/// `at +7.2s after `slow` started` when a fault had started by then, else `at t=+5s`.
+pub fn when(at_ms: i64, faults: &[FaultWindow]) -> String {
+    match faults.iter().filter(|f| f.start_ms <= at_ms).max_by_key(|f| f.start_ms) {
+        Some(f) => format!("at {} after `{}` started (t={})", format_offset_ms(at_ms - f.start_ms), f.name, format_offset_ms(at_ms)),
+        None => format!("at t={}", format_offset_ms(at_ms)),
+    }
+}
