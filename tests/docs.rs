@@ -1,7 +1,10 @@
 //! Keeps docs/experiment-reference.md complete: every field of every experiment-format type (and
 //! of the reference services' configuration) must appear there as `` `field` ``.
 
-use faultline::spec::{AssertionSpec, BreakerDocSpec, ExperimentFile, FaultSpec, LoadSpec, NodeSpec, TopologySpec, WorkloadSpec};
+use faultline::spec::{
+    AssertionSpec, BreakerDocSpec, ExperimentFile, FaultSpec, LoadSpec, NodeSpec, TopologySpec,
+    WorkloadSpec,
+};
 use faultline_targets::config::{BreakerConfig, PlaybackConfig, RecommendationsConfig};
 use faultline_tests::workspace_root;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -25,7 +28,12 @@ impl de::Error for Stop {
 
 impl<'de> Deserializer<'de> for &mut FieldNames {
     type Error = Stop;
-    fn deserialize_struct<V: Visitor<'de>>(self, _: &'static str, fields: &'static [&'static str], _: V) -> Result<V::Value, Stop> {
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Stop> {
         self.0.extend_from_slice(fields);
         Err(Stop)
     }
@@ -46,7 +54,8 @@ fn fields<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
 
 #[test]
 fn every_field_is_documented() {
-    let doc = std::fs::read_to_string(workspace_root().join("docs/experiment-reference.md")).expect("reference exists");
+    let doc = std::fs::read_to_string(workspace_root().join("docs/experiment-reference.md"))
+        .expect("reference exists");
     let types: Vec<(&str, Vec<&str>)> = vec![
         ("ExperimentFile", fields::<ExperimentFile>()),
         ("TopologySpec", fields::<TopologySpec>()),
@@ -69,5 +78,8 @@ fn every_field_is_documented() {
             }
         }
     }
-    assert!(missing.is_empty(), "fields missing from docs/experiment-reference.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields missing from docs/experiment-reference.md: {missing:?}"
+    );
 }

@@ -8,15 +8,36 @@ use std::path::Path;
 fn run_experiment(path: &Path) -> datatest_stable::Result<()> {
     let source = std::fs::read_to_string(path)?;
     let is_control = path.components().any(|c| c.as_os_str() == "controls");
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("experiment");
-    let out = workspace_root().join("target/experiment-reports").join(if is_control { "controls" } else { "experiments" }).join(stem);
-    let output = faultline(&["run", path.to_str().unwrap_or_default(), "--out", out.to_str().unwrap_or_default()]);
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("experiment");
+    let out = workspace_root()
+        .join("target/experiment-reports")
+        .join(if is_control {
+            "controls"
+        } else {
+            "experiments"
+        })
+        .join(stem);
+    let output = faultline(&[
+        "run",
+        path.to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let code = output.status.code();
-    let context = || format!("exit {code:?}\n--- stdout\n{stdout}\n--- stderr (tail)\n{}", tail(&stderr, 60));
+    let context = || {
+        format!(
+            "exit {code:?}\n--- stdout\n{stdout}\n--- stderr (tail)\n{}",
+            tail(&stderr, 60)
+        )
+    };
 
-    let journal_text = std::fs::read_to_string(out.join("journal.json")).map_err(|e| format!("no journal written: {e}\n{}", context()))?;
+    let journal_text = std::fs::read_to_string(out.join("journal.json"))
+        .map_err(|e| format!("no journal written: {e}\n{}", context()))?;
     let journal: serde_json::Value = serde_json::from_str(&journal_text)?;
     let verdicts = journal["verdicts"].as_array().cloned().unwrap_or_default();
     if verdicts.is_empty() {
@@ -46,11 +67,24 @@ fn run_experiment(path: &Path) -> datatest_stable::Result<()> {
         let found = verdicts.iter().find(|v| v["id"] == id.as_str());
         match found {
             Some(v) if v["passed"] == false => {
-                if !stderr.contains(&format!("FAILED {id}")) || !stderr.contains("expected:") || !stderr.contains("observed:") {
-                    return Err(format!("`{id}` failed but the output does not state expected vs observed\n{}", context()).into());
+                if !stderr.contains(&format!("FAILED {id}"))
+                    || !stderr.contains("expected:")
+                    || !stderr.contains("observed:")
+                {
+                    return Err(format!(
+                        "`{id}` failed but the output does not state expected vs observed\n{}",
+                        context()
+                    )
+                    .into());
                 }
             }
-            Some(_) => return Err(format!("verdict `{id}` passed, but this control must fail it\n{}", context()).into()),
+            Some(_) => {
+                return Err(format!(
+                    "verdict `{id}` passed, but this control must fail it\n{}",
+                    context()
+                )
+                .into());
+            }
             None => return Err(format!("no verdict `{id}` in the journal\n{}", context()).into()),
         }
     }

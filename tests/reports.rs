@@ -15,11 +15,22 @@ fn fixture(name: &str) -> Journal {
 }
 
 fn rejudge(journal: &Journal) -> Vec<faultline::journal::Verdict> {
-    verdict::judge(&journal.experiment.judged, &journal.timeline, &journal.evidence, &journal.experiment.faults)
+    verdict::judge(
+        &journal.experiment.judged,
+        &journal.timeline,
+        &journal.evidence,
+        &journal.experiment.faults,
+    )
 }
 
-fn verdict<'j>(verdicts: &'j [faultline::journal::Verdict], suffix: &str) -> &'j faultline::journal::Verdict {
-    verdicts.iter().find(|v| v.id.ends_with(suffix)).unwrap_or_else(|| panic!("no verdict ending in `{suffix}`"))
+fn verdict<'j>(
+    verdicts: &'j [faultline::journal::Verdict],
+    suffix: &str,
+) -> &'j faultline::journal::Verdict {
+    verdicts
+        .iter()
+        .find(|v| v.id.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no verdict ending in `{suffix}`"))
 }
 
 #[test]
@@ -42,7 +53,10 @@ fn rendering_is_byte_identical_from_the_same_journal() {
     assert_eq!(reread, journal, "journal does not round-trip");
     write_all(&reread, &b).expect("write b");
     for file in ["journal.json", "report.md", "junit.xml"] {
-        let (x, y) = (std::fs::read(a.join(file)).unwrap_or_default(), std::fs::read(b.join(file)).unwrap_or_default());
+        let (x, y) = (
+            std::fs::read(a.join(file)).unwrap_or_default(),
+            std::fs::read(b.join(file)).unwrap_or_default(),
+        );
         assert!(!x.is_empty() && x == y, "{file} differs between renderings");
     }
     let _ = std::fs::remove_dir_all(&base);
@@ -67,7 +81,9 @@ fn tampered_evidence_fails_the_matching_check() {
     type Tamper = fn(&mut Journal);
     let cases: Vec<(&str, Tamper)> = vec![
         ("/opens", |j| shift_first(j, BreakerState::Open, 5_000)),
-        ("/stays-open", |j| shift_first(j, BreakerState::HalfOpen, -8_000)),
+        ("/stays-open", |j| {
+            shift_first(j, BreakerState::HalfOpen, -8_000)
+        }),
         ("/no-calls-while-open", |j| {
             let open = first(j, BreakerState::Open);
             j.evidence.breakers[0].arrivals_ms.push(open + 5_000);
@@ -85,7 +101,12 @@ fn tampered_evidence_fails_the_matching_check() {
         }),
         ("/responses-match-reports", |j| {
             let open = first(j, BreakerState::Open);
-            j.evidence.breakers[0].calls.push(ObservedCall(open + 3_000, open + 3_001, CallSeen::Live, true));
+            j.evidence.breakers[0].calls.push(ObservedCall(
+                open + 3_000,
+                open + 3_001,
+                CallSeen::Live,
+                true,
+            ));
         }),
         ("fallback/playback/recommendations", |j| {
             let open = first(j, BreakerState::Open);
@@ -107,7 +128,12 @@ fn tampered_evidence_fails_the_matching_check() {
 }
 
 fn first(journal: &Journal, to: BreakerState) -> i64 {
-    journal.evidence.breakers[0].transitions.iter().find(|t| t.to == to).map(|t| t.at_ms).expect("transition present")
+    journal.evidence.breakers[0]
+        .transitions
+        .iter()
+        .find(|t| t.to == to)
+        .map(|t| t.at_ms)
+        .expect("transition present")
 }
 
 fn shift_first(journal: &mut Journal, to: BreakerState, by_ms: i64) {

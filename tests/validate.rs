@@ -8,7 +8,11 @@ fn render(path: &std::path::Path) -> String {
     let source = std::fs::read_to_string(path).ok();
     match spec::load_file(path) {
         Ok(plan) => format!("valid: {}", plan.name),
-        Err(diags) => diags.iter().map(|d| d.render(source.as_deref())).collect::<Vec<_>>().join("\n\n"),
+        Err(diags) => diags
+            .iter()
+            .map(|d| d.render(source.as_deref()))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
     }
 }
 
@@ -28,11 +32,18 @@ fn many_problems_are_all_reported() {
     let source = std::fs::read_to_string(&path).unwrap_or_default();
     let marked = source.lines().filter(|l| l.contains("# PROBLEM")).count();
     let diags = spec::load_file(&path).expect_err("fixture must be invalid");
-    assert!(diags.len() >= marked, "expected at least {marked} problems, got {}:\n{diags:#?}", diags.len());
+    assert!(
+        diags.len() >= marked,
+        "expected at least {marked} problems, got {}:\n{diags:#?}",
+        diags.len()
+    );
     for (index, line) in source.lines().enumerate() {
         if line.contains("# PROBLEM") {
             let line_no = index as u64 + 1;
-            assert!(diags.iter().any(|d| d.line == line_no), "no problem reported on line {line_no}: {line}");
+            assert!(
+                diags.iter().any(|d| d.line == line_no),
+                "no problem reported on line {line_no}: {line}"
+            );
         }
     }
 }
@@ -41,8 +52,15 @@ fn many_problems_are_all_reported() {
 fn shipped_experiments_are_valid() {
     let root = workspace_root().join("experiments");
     let mut seen = 0;
-    for dir in std::fs::read_dir(&root).expect("experiments/ exists").flatten() {
-        for file in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+    for dir in std::fs::read_dir(&root)
+        .expect("experiments/ exists")
+        .flatten()
+    {
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if file.path().extension().is_some_and(|e| e == "yaml") {
                 if let Err(diags) = spec::load_file(&file.path()) {
                     panic!("{} is invalid:\n{diags:#?}", file.path().display());
@@ -67,7 +85,9 @@ fn hostile_inputs_are_rejected() {
         s
     };
     let deep = format!("name: {}x{}\n", "[".repeat(10_000), "]".repeat(10_000));
-    let deep_block = (0..5_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect::<String>();
+    let deep_block = (0..5_000)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect::<String>();
     let long_line = format!("name: {}\n", "x".repeat(3 * 1024 * 1024));
     let cases: Vec<(&str, String)> = vec![
         ("alias bomb", alias_bomb),
@@ -83,7 +103,10 @@ fn hostile_inputs_are_rejected() {
     for (what, text) in cases {
         let result = std::panic::catch_unwind(|| spec::validate_str("hostile.yaml", &text));
         match result {
-            Ok(Err(diags)) => assert!(!diags.is_empty() && !diags[0].message.is_empty(), "{what}: empty diagnostics"),
+            Ok(Err(diags)) => assert!(
+                !diags.is_empty() && !diags[0].message.is_empty(),
+                "{what}: empty diagnostics"
+            ),
             Ok(Ok(_)) => panic!("{what}: accepted"),
             Err(_) => panic!("{what}: panicked"),
         }
@@ -101,20 +124,49 @@ fn hostile_inputs_are_rejected() {
 /// The CLI contract: invalid input exits 2 with file:line:column on stderr; valid exits 0.
 #[test]
 fn cli_validate_exit_codes() {
-    let bad = faultline(&["validate", "tests/fixtures/invalid/many-problems.yaml", "tests/fixtures/invalid/syntax-error.yaml"]);
+    let bad = faultline(&[
+        "validate",
+        "tests/fixtures/invalid/many-problems.yaml",
+        "tests/fixtures/invalid/syntax-error.yaml",
+    ]);
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("tests/fixtures/invalid/many-problems.yaml:3:"), "{stderr}");
-    assert!(stderr.contains("tests/fixtures/invalid/syntax-error.yaml:"), "{stderr}");
+    assert!(
+        stderr.contains("tests/fixtures/invalid/many-problems.yaml:3:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tests/fixtures/invalid/syntax-error.yaml:"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let good = faultline(&["validate", "experiments/000-music-streaming/circuit-breaker.yaml"]);
-    assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
+    let good = faultline(&[
+        "validate",
+        "experiments/000-music-streaming/circuit-breaker.yaml",
+    ]);
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
     let usage = faultline(&["frobnicate"]);
     assert_eq!(usage.status.code(), Some(2));
-    let plan = faultline(&["plan", "experiments/000-music-streaming/circuit-breaker.yaml"]);
+    let plan = faultline(&[
+        "plan",
+        "experiments/000-music-streaming/circuit-breaker.yaml",
+    ]);
     assert_eq!(plan.status.code(), Some(0));
     let text = String::from_utf8_lossy(&plan.stdout);
-    for needle in ["timeline:", "apply latency `recs-degraded`", "playback->recommendations", "assertions:"] {
-        assert!(text.contains(needle), "plan output lacks `{needle}`:\n{text}");
+    for needle in [
+        "timeline:",
+        "apply latency `recs-degraded`",
+        "playback->recommendations",
+        "assertions:",
+    ] {
+        assert!(
+            text.contains(needle),
+            "plan output lacks `{needle}`:\n{text}"
+        );
     }
 }

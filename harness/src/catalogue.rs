@@ -51,10 +51,15 @@ pub fn contains(id: &str) -> bool {
 /// The closest known id to a misspelt one, for a `(hint: ...)`.
 pub fn closest(id: &str) -> Option<&'static str> {
     let wanted = id.to_ascii_uppercase();
-    IDS.iter().copied().find(|known| *known == wanted).or_else(|| {
-        let prefix = wanted.get(..3)?;
-        IDS.iter().copied().find(|known| known.starts_with(prefix) && wanted.contains(&known[4..]))
-    })
+    IDS.iter()
+        .copied()
+        .find(|known| *known == wanted)
+        .or_else(|| {
+            let prefix = wanted.get(..3)?;
+            IDS.iter()
+                .copied()
+                .find(|known| known.starts_with(prefix) && wanted.contains(&known[4..]))
+        })
 }
 
 #[cfg(test)]
@@ -64,7 +69,10 @@ mod tests {
     /// Guards against the compiled-in list drifting from the catalogue file.
     #[test]
     fn matches_catalogue_file_when_present() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seeds/CATALOGUE.md");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/seeds/CATALOGUE.md"
+        );
         let Ok(text) = std::fs::read_to_string(path) else {
             eprintln!("catalogue file not found at {path}; skipping the drift check");
             return;
@@ -75,7 +83,10 @@ mod tests {
             .filter_map(|rest| rest.split_whitespace().next())
             .filter(|cell| cell.len() > 4 && cell.as_bytes()[..3].iter().all(u8::is_ascii_digit))
             .collect();
-        assert_eq!(in_file, IDS, "harness/src/catalogue.rs is out of date with {path}");
+        assert_eq!(
+            in_file, IDS,
+            "harness/src/catalogue.rs is out of date with {path}"
+        );
     }
 
     #[test]

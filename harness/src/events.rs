@@ -31,11 +31,29 @@ impl Stage {
 #[derive(Debug, Clone)]
 pub enum RunEvent {
     Stage(Stage),
-    NodeReady { node: String, after: Duration },
-    FaultApplied { name: String, at: Duration, target: String },
-    FaultHealed { name: String, at: Duration },
-    FaultError { name: String, error: String },
-    BreakerTransition { service: String, breaker: String, to: String, at: Duration },
+    NodeReady {
+        node: String,
+        after: Duration,
+    },
+    FaultApplied {
+        name: String,
+        at: Duration,
+        target: String,
+    },
+    FaultHealed {
+        name: String,
+        at: Duration,
+    },
+    FaultError {
+        name: String,
+        error: String,
+    },
+    BreakerTransition {
+        service: String,
+        breaker: String,
+        to: String,
+        at: Duration,
+    },
     Tick(Tick),
     Note(String),
 }

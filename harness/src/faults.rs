@@ -25,7 +25,12 @@ use crate::toxiproxy::{NewToxic, Stream, ToxicSpec, Toxiproxy};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultAction {
     /// A toxiproxy toxic on one proxy; undo removes it.
-    Toxic { proxy: String, spec: ToxicSpec, stream: Stream, toxicity: f64 },
+    Toxic {
+        proxy: String,
+        spec: ToxicSpec,
+        stream: Stream,
+        toxicity: f64,
+    },
     /// The proxy is disabled (connections closed, nothing listens); undo re-enables it.
     LinkDown { proxy: String },
     /// SIGKILL; undo restarts each node with the same spec and data dir.
@@ -35,7 +40,11 @@ pub enum FaultAction {
     /// Kill then start again, at once; nothing to undo.
     Restart { nodes: Vec<String> },
     /// Drop traffic between two address groups; undo heals.
-    Partition { a: Vec<Ipv4Addr>, b: Vec<Ipv4Addr>, direction: Direction },
+    Partition {
+        a: Vec<Ipv4Addr>,
+        b: Vec<Ipv4Addr>,
+        direction: Direction,
+    },
 }
 
 /// What faults act on. Cheap to clone; guards keep a clone so `undo` needs no arguments.
@@ -75,29 +84,55 @@ pub struct FaultGuard {
 
 /// Toxic names become URL segments: derive a safe, unique one from the fault id.
 fn toxic_name(id: &str) -> String {
-    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' }).collect();
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("faultline_{safe}")
 }
 
 fn lab_err(id: &str) -> impl Fn(LabError) -> FaultError + '_ {
-    move |source| FaultError::Lab { fault: id.to_string(), source }
+    move |source| FaultError::Lab {
+        fault: id.to_string(),
+        source,
+    }
 }
 
 fn tp_err(id: &str) -> impl Fn(ToxiproxyError) -> FaultError + '_ {
-    move |source| FaultError::Toxiproxy { fault: id.to_string(), source }
+    move |source| FaultError::Toxiproxy {
+        fault: id.to_string(),
+        source,
+    }
 }
 
 fn validate(id: &str, action: &FaultAction, ctx: &FaultContext) -> Result<(), FaultError> {
-    let invalid = |detail: &str| Err(FaultError::Invalid { fault: id.to_string(), detail: detail.to_string() });
+    let invalid = |detail: &str| {
+        Err(FaultError::Invalid {
+            fault: id.to_string(),
+            detail: detail.to_string(),
+        })
+    };
     match action {
         FaultAction::Toxic { toxicity, .. } if !(0.0..=1.0).contains(toxicity) => {
             return invalid(&format!("toxicity `{toxicity}` is not within 0..=1"));
         }
-        FaultAction::Kill { nodes } | FaultAction::Pause { nodes } | FaultAction::Restart { nodes } if nodes.is_empty() => {
+        FaultAction::Kill { nodes }
+        | FaultAction::Pause { nodes }
+        | FaultAction::Restart { nodes }
+            if nodes.is_empty() =>
+        {
             return invalid("no nodes named");
         }
         FaultAction::Toxic { .. } | FaultAction::LinkDown { .. } if ctx.toxiproxy.is_none() => {
-            return Err(FaultError::NoToxiproxy { fault: id.to_string() });
+            return Err(FaultError::NoToxiproxy {
+                fault: id.to_string(),
+            });
         }
         _ => {}
     }
@@ -105,23 +140,58 @@ fn validate(id: &str, action: &FaultAction, ctx: &FaultContext) -> Result<(), Fa
 }
 
 /// Logs the intent, applies the fault, returns its guard. See the module invariants.
-pub async fn apply(ctx: &FaultContext, id: &str, action: &FaultAction) -> Result<FaultGuard, FaultError> {
+pub async fn apply(
+    ctx: &FaultContext,
+    id: &str,
+    action: &FaultAction,
+) -> Result<FaultGuard, FaultError> {
     validate(id, action, ctx)?;
     let lab = &ctx.lab;
-    let detail = serde_json::to_value(action).map_err(|e| FaultError::Invalid { fault: id.to_string(), detail: e.to_string() })?;
-    lab.record(&Intent::Fault { id: id.to_string(), detail }).map_err(lab_err(id))?;
-    let undone = || lab.record(&Intent::FaultUndone { id: id.to_string() }).map_err(lab_err(id));
-    let tp = || ctx.toxiproxy.as_ref().ok_or_else(|| FaultError::NoToxiproxy { fault: id.to_string() });
+    let detail = serde_json::to_value(action).map_err(|e| FaultError::Invalid {
+        fault: id.to_string(),
+        detail: e.to_string(),
+    })?;
+    lab.record(&Intent::Fault {
+        id: id.to_string(),
+        detail,
+    })
+    .map_err(lab_err(id))?;
+    let undone = || {
+        lab.record(&Intent::FaultUndone { id: id.to_string() })
+            .map_err(lab_err(id))
+    };
+    let tp = || {
+        ctx.toxiproxy
+            .as_ref()
+            .ok_or_else(|| FaultError::NoToxiproxy {
+                fault: id.to_string(),
+            })
+    };
 
     let undo = match action {
-        FaultAction::Toxic { proxy, spec, stream, toxicity } => {
-            let toxic = NewToxic { name: toxic_name(id), stream: *stream, toxicity: *toxicity, spec: spec.clone() };
+        FaultAction::Toxic {
+            proxy,
+            spec,
+            stream,
+            toxicity,
+        } => {
+            let toxic = NewToxic {
+                name: toxic_name(id),
+                stream: *stream,
+                toxicity: *toxicity,
+                spec: spec.clone(),
+            };
             tp()?.add_toxic(proxy, &toxic).await.map_err(tp_err(id))?;
-            Undo::RemoveToxic { proxy: proxy.clone(), toxic: toxic.name }
+            Undo::RemoveToxic {
+                proxy: proxy.clone(),
+                toxic: toxic.name,
+            }
         }
         FaultAction::LinkDown { proxy } => {
             tp()?.set_enabled(proxy, false).await.map_err(tp_err(id))?;
-            Undo::Enable { proxy: proxy.clone() }
+            Undo::Enable {
+                proxy: proxy.clone(),
+            }
         }
         FaultAction::Kill { nodes } => {
             for (i, node) in nodes.iter().enumerate() {
@@ -133,7 +203,9 @@ pub async fn apply(ctx: &FaultContext, id: &str, action: &FaultAction) -> Result
                     return Err(lab_err(id)(e));
                 }
             }
-            Undo::Start { nodes: nodes.clone() }
+            Undo::Start {
+                nodes: nodes.clone(),
+            }
         }
         FaultAction::Pause { nodes } => {
             for (i, node) in nodes.iter().enumerate() {
@@ -145,7 +217,9 @@ pub async fn apply(ctx: &FaultContext, id: &str, action: &FaultAction) -> Result
                     return Err(lab_err(id)(e));
                 }
             }
-            Undo::Resume { nodes: nodes.clone() }
+            Undo::Resume {
+                nodes: nodes.clone(),
+            }
         }
         FaultAction::Restart { nodes } => {
             for node in nodes {
@@ -153,13 +227,23 @@ pub async fn apply(ctx: &FaultContext, id: &str, action: &FaultAction) -> Result
             }
             // Nothing stays in effect: the log says so at once.
             undone()?;
-            return Ok(FaultGuard { ctx: ctx.clone(), id: id.to_string(), undo: Undo::Nothing, active: false });
+            return Ok(FaultGuard {
+                ctx: ctx.clone(),
+                id: id.to_string(),
+                undo: Undo::Nothing,
+                active: false,
+            });
         }
         FaultAction::Partition { a, b, direction } => {
             Undo::Heal(lab.partition(a, b, *direction).await.map_err(lab_err(id))?)
         }
     };
-    Ok(FaultGuard { ctx: ctx.clone(), id: id.to_string(), undo, active: true })
+    Ok(FaultGuard {
+        ctx: ctx.clone(),
+        id: id.to_string(),
+        undo,
+        active: true,
+    })
 }
 
 impl FaultGuard {
@@ -182,7 +266,11 @@ impl FaultGuard {
         let lab = self.ctx.lab.clone();
         match &mut self.undo {
             Undo::RemoveToxic { proxy, toxic } => {
-                let tp = self.ctx.toxiproxy.as_ref().ok_or_else(|| FaultError::NoToxiproxy { fault: id.clone() })?;
+                let tp = self
+                    .ctx
+                    .toxiproxy
+                    .as_ref()
+                    .ok_or_else(|| FaultError::NoToxiproxy { fault: id.clone() })?;
                 match tp.remove_toxic(proxy, toxic).await {
                     // Already gone (a `/reset`, or a retried undo): the wanted outcome.
                     Ok(()) | Err(ToxiproxyError::Status { status: 404, .. }) => {}
@@ -190,7 +278,11 @@ impl FaultGuard {
                 }
             }
             Undo::Enable { proxy } => {
-                let tp = self.ctx.toxiproxy.as_ref().ok_or_else(|| FaultError::NoToxiproxy { fault: id.clone() })?;
+                let tp = self
+                    .ctx
+                    .toxiproxy
+                    .as_ref()
+                    .ok_or_else(|| FaultError::NoToxiproxy { fault: id.clone() })?;
                 tp.set_enabled(proxy, true).await.map_err(tp_err(&id))?;
             }
             Undo::Start { nodes } => {
@@ -217,7 +309,8 @@ impl FaultGuard {
             }
             Undo::Nothing => {}
         }
-        lab.record(&Intent::FaultUndone { id: id.clone() }).map_err(lab_err(&id))?;
+        lab.record(&Intent::FaultUndone { id: id.clone() })
+            .map_err(lab_err(&id))?;
         self.active = false;
         Ok(())
     }
@@ -231,15 +324,23 @@ mod tests {
     fn actions_serialize_as_data() {
         let a = FaultAction::Toxic {
             proxy: "redis".into(),
-            spec: ToxicSpec::Latency { latency_ms: 200, jitter_ms: 0 },
+            spec: ToxicSpec::Latency {
+                latency_ms: 200,
+                jitter_ms: 0,
+            },
             stream: Stream::Downstream,
             toxicity: 1.0,
         };
         let v = serde_json::to_value(&a).expect("encodes");
         assert_eq!(v["kind"], "toxic");
         assert_eq!(v["spec"]["type"], "latency");
-        let p = FaultAction::Partition { a: vec![Ipv4Addr::new(127, 0, 1, 1)], b: vec![Ipv4Addr::new(127, 0, 2, 1)], direction: Direction::OneWay };
-        let back: FaultAction = serde_json::from_value(serde_json::to_value(&p).expect("encodes")).expect("decodes");
+        let p = FaultAction::Partition {
+            a: vec![Ipv4Addr::new(127, 0, 1, 1)],
+            b: vec![Ipv4Addr::new(127, 0, 2, 1)],
+            direction: Direction::OneWay,
+        };
+        let back: FaultAction =
+            serde_json::from_value(serde_json::to_value(&p).expect("encodes")).expect("decodes");
         assert_eq!(back, p);
     }
 

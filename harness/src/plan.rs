@@ -50,7 +50,10 @@ impl NodeKind {
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, kind)| *kind == self).map_or("?", |(name, _)| name)
+        Self::ALL
+            .iter()
+            .find(|(_, kind)| *kind == self)
+            .map_or("?", |(name, _)| name)
     }
 
     pub fn port(self) -> u16 {
@@ -63,7 +66,10 @@ impl NodeKind {
     /// The roles a service kind must be given in `uses`, and the node kind each must be.
     pub fn required_uses(self) -> &'static [(&'static str, NodeKind)] {
         match self {
-            NodeKind::Playback => &[("redis", NodeKind::Redis), ("recommendations", NodeKind::Recommendations)],
+            NodeKind::Playback => &[
+                ("redis", NodeKind::Redis),
+                ("recommendations", NodeKind::Recommendations),
+            ],
             NodeKind::Redis | NodeKind::Recommendations => &[],
         }
     }
@@ -228,7 +234,13 @@ impl Plan {
         let _ = writeln!(out, "duration:   {}", format_duration(self.duration));
         let _ = writeln!(out, "\ntopology:");
         for node in &self.nodes {
-            let _ = writeln!(out, "  {:<18} {:<16} {}", node.name, node.kind.name(), node.socket());
+            let _ = writeln!(
+                out,
+                "  {:<18} {:<16} {}",
+                node.name,
+                node.kind.name(),
+                node.socket()
+            );
         }
         for (group, members) in &self.groups {
             let _ = writeln!(out, "  group {group}: {}", members.join(", "));
@@ -236,14 +248,20 @@ impl Plan {
         if !self.proxies.is_empty() {
             let _ = writeln!(out, "  toxiproxy api      {TOXIPROXY_API}");
             for proxy in &self.proxies {
-                let _ = writeln!(out, "  proxy {:<26} {} -> {}", proxy.link, proxy.listen, proxy.upstream);
+                let _ = writeln!(
+                    out,
+                    "  proxy {:<26} {} -> {}",
+                    proxy.link, proxy.listen, proxy.upstream
+                );
             }
         }
         let _ = writeln!(out, "\nload:");
         for PlannedWorkload { plan: w, .. } in &self.workloads {
             let what = match &w.kind {
                 WorkloadKind::Http { url_template, .. } => format!("GET {url_template}"),
-                WorkloadKind::Redis { addr, command, .. } => format!("redis {} at {addr}", redis_command_name(*command)),
+                WorkloadKind::Redis { addr, command, .. } => {
+                    format!("redis {} at {addr}", redis_command_name(*command))
+                }
             };
             let _ = writeln!(
                 out,
@@ -259,7 +277,10 @@ impl Plan {
         let _ = writeln!(out, "  {:>8}  load starts", "0s");
         let mut marks: Vec<(Duration, String)> = Vec::new();
         for f in &self.faults {
-            marks.push((f.at, format!("apply {} `{}` on {}", f.kind, f.name, f.target)));
+            marks.push((
+                f.at,
+                format!("apply {} `{}` on {}", f.kind, f.name, f.target),
+            ));
             if let Some(lasts) = f.lasts {
                 marks.push((f.at + lasts, format!("heal  {} `{}`", f.kind, f.name)));
             }
@@ -268,7 +289,11 @@ impl Plan {
         for (at, text) in marks {
             let _ = writeln!(out, "  {:>8}  {text}", format_duration(at));
         }
-        let _ = writeln!(out, "  {:>8}  load ends; heal everything; judge", format_duration(self.duration));
+        let _ = writeln!(
+            out,
+            "  {:>8}  load ends; heal everything; judge",
+            format_duration(self.duration)
+        );
         let _ = writeln!(out, "\nassertions:");
         for a in &self.assertions {
             let _ = writeln!(out, "  {}", describe_assertion(a));
@@ -319,7 +344,13 @@ pub fn describe_assertion(assertion: &Assertion) -> String {
             if let Some(p50) = s.max_p50 {
                 limits.push(format!("p50 <= {}", format_duration(p50)));
             }
-            format!("{}: `{}` in phase {}: {}", s.name, s.workload, s.phase.name(), limits.join(", "))
+            format!(
+                "{}: `{}` in phase {}: {}",
+                s.name,
+                s.workload,
+                s.phase.name(),
+                limits.join(", ")
+            )
         }
     }
 }

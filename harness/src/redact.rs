@@ -59,7 +59,11 @@ fn timestamp_len(s: &[char]) -> Option<usize> {
         return None;
     }
     for (c, want) in s.iter().zip(shape.chars()) {
-        let ok = if want == 'd' { c.is_ascii_digit() } else { *c == want };
+        let ok = if want == 'd' {
+            c.is_ascii_digit()
+        } else {
+            *c == want
+        };
         if !ok {
             return None;
         }
@@ -90,9 +94,11 @@ fn duration_len(s: &[char]) -> Option<usize> {
         i += 1 + digits(&s[i + 1..]);
     }
     let rest: String = s[i..s.len().min(i + 2)].iter().collect();
-    let unit = ["ns", "us", "µs", "ms"].iter().find(|u| rest.starts_with(**u)).map(|u| u.chars().count()).or_else(|| {
-        matches!(s.get(i), Some('s') | Some('m') | Some('h')).then_some(1)
-    })?;
+    let unit = ["ns", "us", "µs", "ms"]
+        .iter()
+        .find(|u| rest.starts_with(**u))
+        .map(|u| u.chars().count())
+        .or_else(|| matches!(s.get(i), Some('s') | Some('m') | Some('h')).then_some(1))?;
     let end = i + unit;
     match s.get(end) {
         Some(c) if c.is_alphanumeric() || *c == '/' || *c == '_' => None,
@@ -109,10 +115,19 @@ mod tests {
         let cases = [
             ("opened at +7.25s after", "opened at [duration] after"),
             ("p99 12.3ms, max 1.02s", "p99 [duration], max [duration]"),
-            ("started 2026-11-21T05:30:10.123Z, load 95s", "started [timestamp], load [duration]"),
-            ("rate 100/s, 50% of 1200 calls", "rate 100/s, 50% of 1200 calls"),
+            (
+                "started 2026-11-21T05:30:10.123Z, load 95s",
+                "started [timestamp], load [duration]",
+            ),
+            (
+                "rate 100/s, 50% of 1200 calls",
+                "rate 100/s, 50% of 1200 calls",
+            ),
             ("t=-120ms and 3us", "t=[duration] and [duration]"),
-            ("10s window, 2m run, 1h", "[duration] window, [duration] run, [duration]"),
+            (
+                "10s window, 2m run, 1h",
+                "[duration] window, [duration] run, [duration]",
+            ),
             ("p99 x5s and abc10ms", "p99 x5s and abc10ms"),
             ("5 sessions, 3 ms", "5 sessions, 3 ms"),
         ];

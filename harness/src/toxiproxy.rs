@@ -153,8 +153,17 @@ struct Version {
 pub fn check_name(what: &'static str, name: &str) -> Result<(), ToxiproxyError> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(ToxiproxyError::InvalidName { what, name: name.to_string() }) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ToxiproxyError::InvalidName {
+            what,
+            name: name.to_string(),
+        })
+    }
 }
 
 /// Client for one toxiproxy server. Cheap to clone (shares the connection pool).
@@ -176,7 +185,11 @@ impl Toxiproxy {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| ToxiproxyError::Client(e.to_string()))?;
-        Ok(Toxiproxy { base: format!("http://{api}"), api, http })
+        Ok(Toxiproxy {
+            base: format!("http://{api}"),
+            api,
+            http,
+        })
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -186,13 +199,28 @@ impl Toxiproxy {
     /// The `NodeSpec` that runs `toxiproxy-server` on `api`, ready when `GET /version` answers.
     pub fn server_spec(node: &str, api: SocketAddr) -> Result<NodeSpec, LabError> {
         let program = find_tool("toxiproxy-server")?;
-        Ok(NodeSpec::new(node, program, Readiness::Http { url: format!("http://{api}/version") })
-            .args(["-host".to_string(), api.ip().to_string(), "-port".to_string(), api.port().to_string()])
-            .ready_timeout(Duration::from_secs(20)))
+        Ok(NodeSpec::new(
+            node,
+            program,
+            Readiness::Http {
+                url: format!("http://{api}/version"),
+            },
+        )
+        .args([
+            "-host".to_string(),
+            api.ip().to_string(),
+            "-port".to_string(),
+            api.port().to_string(),
+        ])
+        .ready_timeout(Duration::from_secs(20)))
     }
 
     /// Starts the server as lab node `node` and returns a client for it.
-    pub async fn start_server(lab: &Lab, node: &str, api: SocketAddr) -> Result<(Toxiproxy, NodeInfo), LabError> {
+    pub async fn start_server(
+        lab: &Lab,
+        node: &str,
+        api: SocketAddr,
+    ) -> Result<(Toxiproxy, NodeInfo), LabError> {
         let spec = Toxiproxy::server_spec(node, api)?;
         let info = lab.start_node(&spec).await?;
         Ok((Toxiproxy::new(api)?, info))
@@ -221,17 +249,24 @@ impl Toxiproxy {
             detail: format!("reading the answer: {}", error_chain(&e)),
         })?;
         if !status.is_success() {
-            return Err(ToxiproxyError::Status { method: name, path: path.to_string(), status: status.as_u16(), body: text.trim().to_string() });
+            return Err(ToxiproxyError::Status {
+                method: name,
+                path: path.to_string(),
+                status: status.as_u16(),
+                body: text.trim().to_string(),
+            });
         }
         if text.trim().is_empty() {
             return Ok(None);
         }
-        serde_json::from_str(&text).map(Some).map_err(|e| ToxiproxyError::Decode {
-            method: name,
-            path: path.to_string(),
-            detail: e.to_string(),
-            body: text.trim().to_string(),
-        })
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| ToxiproxyError::Decode {
+                method: name,
+                path: path.to_string(),
+                detail: e.to_string(),
+                body: text.trim().to_string(),
+            })
     }
 
     async fn call_some<T: DeserializeOwned>(
@@ -241,22 +276,29 @@ impl Toxiproxy {
         body: Option<serde_json::Value>,
     ) -> Result<T, ToxiproxyError> {
         let name = method_name(&method);
-        self.call(method, path, body).await?.ok_or_else(|| ToxiproxyError::Decode {
-            method: name,
-            path: path.to_string(),
-            detail: "empty answer".to_string(),
-            body: String::new(),
-        })
+        self.call(method, path, body)
+            .await?
+            .ok_or_else(|| ToxiproxyError::Decode {
+                method: name,
+                path: path.to_string(),
+                detail: "empty answer".to_string(),
+                body: String::new(),
+            })
     }
 
     /// `GET /version`.
     pub async fn version(&self) -> Result<String, ToxiproxyError> {
-        Ok(self.call_some::<Version>(Method::GET, "/version", None).await?.version)
+        Ok(self
+            .call_some::<Version>(Method::GET, "/version", None)
+            .await?
+            .version)
     }
 
     /// `POST /reset`: enables every proxy and removes every toxic.
     pub async fn reset(&self) -> Result<(), ToxiproxyError> {
-        self.call::<serde_json::Value>(Method::POST, "/reset", None).await.map(drop)
+        self.call::<serde_json::Value>(Method::POST, "/reset", None)
+            .await
+            .map(drop)
     }
 
     /// `GET /proxies`.
@@ -267,14 +309,16 @@ impl Toxiproxy {
     /// `POST /proxies`.
     pub async fn create_proxy(&self, proxy: &NewProxy) -> Result<Proxy, ToxiproxyError> {
         check_name("proxy", &proxy.name)?;
-        let body = serde_json::to_value(proxy).map_err(|e| ToxiproxyError::Client(e.to_string()))?;
+        let body =
+            serde_json::to_value(proxy).map_err(|e| ToxiproxyError::Client(e.to_string()))?;
         self.call_some(Method::POST, "/proxies", Some(body)).await
     }
 
     /// `GET /proxies/{name}`.
     pub async fn proxy(&self, name: &str) -> Result<Proxy, ToxiproxyError> {
         check_name("proxy", name)?;
-        self.call_some(Method::GET, &format!("/proxies/{name}"), None).await
+        self.call_some(Method::GET, &format!("/proxies/{name}"), None)
+            .await
     }
 
     /// `PATCH /proxies/{name}` `{enabled}`: a disabled proxy closes its connections and stops
@@ -282,13 +326,16 @@ impl Toxiproxy {
     pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<Proxy, ToxiproxyError> {
         check_name("proxy", name)?;
         let body = serde_json::json!({ "enabled": enabled });
-        self.call_some(Method::PATCH, &format!("/proxies/{name}"), Some(body)).await
+        self.call_some(Method::PATCH, &format!("/proxies/{name}"), Some(body))
+            .await
     }
 
     /// `DELETE /proxies/{name}`.
     pub async fn delete_proxy(&self, name: &str) -> Result<(), ToxiproxyError> {
         check_name("proxy", name)?;
-        self.call::<serde_json::Value>(Method::DELETE, &format!("/proxies/{name}"), None).await.map(drop)
+        self.call::<serde_json::Value>(Method::DELETE, &format!("/proxies/{name}"), None)
+            .await
+            .map(drop)
     }
 
     /// `POST /proxies/{proxy}/toxics`.
@@ -296,19 +343,32 @@ impl Toxiproxy {
         check_name("proxy", proxy)?;
         check_name("toxic", &toxic.name)?;
         if !(0.0..=1.0).contains(&toxic.toxicity) {
-            return Err(ToxiproxyError::Client(format!("toxicity `{}` is not within 0..=1", toxic.toxicity)));
+            return Err(ToxiproxyError::Client(format!(
+                "toxicity `{}` is not within 0..=1",
+                toxic.toxicity
+            )));
         }
-        let body = serde_json::to_value(toxic).map_err(|e| ToxiproxyError::Client(e.to_string()))?;
-        self.call_some(Method::POST, &format!("/proxies/{proxy}/toxics"), Some(body)).await
+        let body =
+            serde_json::to_value(toxic).map_err(|e| ToxiproxyError::Client(e.to_string()))?;
+        self.call_some(
+            Method::POST,
+            &format!("/proxies/{proxy}/toxics"),
+            Some(body),
+        )
+        .await
     }
 
     /// `DELETE /proxies/{proxy}/toxics/{toxic}`.
     pub async fn remove_toxic(&self, proxy: &str, toxic: &str) -> Result<(), ToxiproxyError> {
         check_name("proxy", proxy)?;
         check_name("toxic", toxic)?;
-        self.call::<serde_json::Value>(Method::DELETE, &format!("/proxies/{proxy}/toxics/{toxic}"), None)
-            .await
-            .map(drop)
+        self.call::<serde_json::Value>(
+            Method::DELETE,
+            &format!("/proxies/{proxy}/toxics/{toxic}"),
+            None,
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -345,7 +405,10 @@ mod tests {
             name: "lat".into(),
             stream: Stream::Downstream,
             toxicity: 1.0,
-            spec: ToxicSpec::Latency { latency_ms: 200, jitter_ms: 10 },
+            spec: ToxicSpec::Latency {
+                latency_ms: 200,
+                jitter_ms: 10,
+            },
         };
         let v = serde_json::to_value(&t).expect("encodes");
         assert_eq!(
@@ -353,9 +416,20 @@ mod tests {
             serde_json::json!({"name": "lat", "stream": "downstream", "toxicity": 1.0, "type": "latency",
                 "attributes": {"latency": 200, "jitter": 10}})
         );
-        let s = serde_json::to_value(ToxicSpec::Slicer { average_size: 64, size_variation: 8, delay_us: 50 }).expect("encodes");
-        assert_eq!(s, serde_json::json!({"type": "slicer", "attributes": {"average_size": 64, "size_variation": 8, "delay": 50}}));
-        let b: ToxicSpec = serde_json::from_value(serde_json::json!({"type": "bandwidth", "attributes": {"rate": 5}})).expect("decodes");
+        let s = serde_json::to_value(ToxicSpec::Slicer {
+            average_size: 64,
+            size_variation: 8,
+            delay_us: 50,
+        })
+        .expect("encodes");
+        assert_eq!(
+            s,
+            serde_json::json!({"type": "slicer", "attributes": {"average_size": 64, "size_variation": 8, "delay": 50}})
+        );
+        let b: ToxicSpec = serde_json::from_value(
+            serde_json::json!({"type": "bandwidth", "attributes": {"rate": 5}}),
+        )
+        .expect("decodes");
         assert_eq!(b, ToxicSpec::Bandwidth { rate_kb_per_s: 5 });
         assert_eq!(b.kind(), "bandwidth");
     }

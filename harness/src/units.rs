@@ -66,7 +66,9 @@ pub fn format_duration(duration: Duration) -> String {
         return format!("{}s", ms / 1000);
     }
     if ms >= 1000 {
-        return format!("{:.3}s", duration.as_secs_f64()).trim_end_matches('0').to_string();
+        return format!("{:.3}s", duration.as_secs_f64())
+            .trim_end_matches('0')
+            .to_string();
     }
     format!("{ms}ms")
 }
@@ -95,7 +97,9 @@ mod tests {
             ("", Err(())),
         ];
         for (text, expected) in cases {
-            let got = parse_duration(text).map(|d| d.as_millis() as u64).map_err(|_| ());
+            let got = parse_duration(text)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|_| ());
             assert_eq!(&got, expected, "parse_duration({text:?})");
         }
     }
@@ -119,17 +123,30 @@ mod tests {
 
     #[test]
     fn percents() {
-        let cases: &[(&str, Option<f64>)] =
-            &[("50%", Some(50.0)), ("0.5", Some(0.5)), ("101%", None), ("x%", None)];
+        let cases: &[(&str, Option<f64>)] = &[
+            ("50%", Some(50.0)),
+            ("0.5", Some(0.5)),
+            ("101%", None),
+            ("x%", None),
+        ];
         for (text, expected) in cases {
-            assert_eq!(parse_percent(text).ok(), *expected, "parse_percent({text:?})");
+            assert_eq!(
+                parse_percent(text).ok(),
+                *expected,
+                "parse_percent({text:?})"
+            );
         }
     }
 
     #[test]
     fn formatting() {
-        let cases: &[(u64, &str)] =
-            &[(250, "250ms"), (30_000, "30s"), (120_000, "2m"), (1500, "1.5s"), (0, "0s")];
+        let cases: &[(u64, &str)] = &[
+            (250, "250ms"),
+            (30_000, "30s"),
+            (120_000, "2m"),
+            (1500, "1.5s"),
+            (0, "0s"),
+        ];
         for (ms, text) in cases {
             assert_eq!(format_duration(Duration::from_millis(*ms)), *text);
         }

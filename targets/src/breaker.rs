@@ -126,7 +126,10 @@ impl ManualClock {
     pub const START_UNIX_US: u64 = 1_700_000_000_000_000;
 
     pub fn new() -> Self {
-        ManualClock { start: Instant::now(), elapsed_us: AtomicU64::new(0) }
+        ManualClock {
+            start: Instant::now(),
+            elapsed_us: AtomicU64::new(0),
+        }
     }
 
     pub fn advance(&self, by: Duration) {
@@ -188,7 +191,11 @@ impl Breaker {
         Self::with_clock(name, config, Arc::new(SystemClock))
     }
 
-    pub fn with_clock(name: impl Into<String>, config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(
+        name: impl Into<String>,
+        config: BreakerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let now = clock.now();
         Breaker {
             name: name.into(),
@@ -250,10 +257,14 @@ impl Breaker {
             self.transition(&mut inner, State::HalfOpen, reason);
         }
         match inner.state {
-            State::Closed => Ok(Permit { generation: inner.generation }),
+            State::Closed => Ok(Permit {
+                generation: inner.generation,
+            }),
             State::HalfOpen if inner.half_open_issued < self.config.half_open_max_calls => {
                 inner.half_open_issued += 1;
-                Ok(Permit { generation: inner.generation })
+                Ok(Permit {
+                    generation: inner.generation,
+                })
             }
             state => Err(Rejected { state }),
         }
@@ -266,7 +277,10 @@ impl Breaker {
             return;
         }
         let failed = outcome == Outcome::Failure;
-        let slow = self.config.slow_call_duration.is_some_and(|limit| duration > limit.0);
+        let slow = self
+            .config
+            .slow_call_duration
+            .is_some_and(|limit| duration > limit.0);
         match inner.state {
             State::Closed => {
                 self.push_sample(&mut inner, failed, slow);
@@ -302,12 +316,18 @@ impl Breaker {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave Inner half-updated in a way that matters
         // more than losing the service, so recover the guard instead of propagating the poison.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn push_sample(&self, inner: &mut Inner, failed: bool, slow: bool) {
         let now = self.clock.now();
-        inner.window.push_back(Sample { completed: now, failed, slow });
+        inner.window.push_back(Sample {
+            completed: now,
+            failed,
+            slow,
+        });
         inner.failures += u32::from(failed);
         inner.slow += u32::from(slow);
         loop {
@@ -335,7 +355,10 @@ impl Breaker {
         if calls < config.minimum_calls || inner.failures < config.minimum_failures {
             return None;
         }
-        let over = format!("over {calls} calls ({} failed) in {}", inner.failures, config.window);
+        let over = format!(
+            "over {calls} calls ({} failed) in {}",
+            inner.failures, config.window
+        );
         let failure_rate = percent(inner.failures, calls);
         if failure_rate > config.failure_rate_threshold {
             return Some(format!(
@@ -360,7 +383,12 @@ impl Breaker {
     }
 
     fn transition(&self, inner: &mut Inner, to: State, reason: String) {
-        let transition = Transition { at_unix_us: self.clock.unix_us(), from: inner.state, to, reason };
+        let transition = Transition {
+            at_unix_us: self.clock.unix_us(),
+            from: inner.state,
+            to,
+            reason,
+        };
         inner.state = to;
         inner.generation += 1;
         inner.half_open_issued = 0;
@@ -387,12 +415,19 @@ impl Breaker {
 
 impl std::fmt::Debug for Breaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Breaker").field("name", &self.name).field("state", &self.state()).finish()
+        f.debug_struct("Breaker")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish()
     }
 }
 
 fn percent(part: u32, whole: u32) -> f64 {
-    if whole == 0 { 0.0 } else { f64::from(part) * 100.0 / f64::from(whole) }
+    if whole == 0 {
+        0.0
+    } else {
+        f64::from(part) * 100.0 / f64::from(whole)
+    }
 }
 
 /// Two decimals, without trailing zeros: `62.5`, `54.55`, `50`; enough that a rate just above

@@ -39,7 +39,12 @@ fn ms(ms: u64) -> HumanDuration {
 
 /// Runs the steps; returns the breaker for further inspection. Panics name the case and step.
 fn run(case: &Case) -> (Breaker, Arc<ManualClock>) {
-    assert_eq!(case.config.validate(), Ok(()), "case `{}` has an invalid config", case.name);
+    assert_eq!(
+        case.config.validate(),
+        Ok(()),
+        "case `{}` has an invalid config",
+        case.name
+    );
     let clock = Arc::new(ManualClock::new());
     let breaker = Breaker::with_clock("test", case.config.clone(), clock.clone());
     let mut held = VecDeque::new();
@@ -49,7 +54,9 @@ fn run(case: &Case) -> (Breaker, Arc<ManualClock>) {
             for call in 0..n {
                 match breaker.try_acquire() {
                     Ok(permit) => breaker.record(permit, outcome, Duration::from_millis(took)),
-                    Err(rejected) => panic!("{at}: call {call} rejected while {:?}", rejected.state),
+                    Err(rejected) => {
+                        panic!("{at}: call {call} rejected while {:?}", rejected.state)
+                    }
                 }
             }
         };
@@ -68,7 +75,9 @@ fn run(case: &Case) -> (Breaker, Arc<ManualClock>) {
                 }
             }
             Release(outcome) => {
-                let permit = held.pop_front().unwrap_or_else(|| panic!("{at}: nothing held"));
+                let permit = held
+                    .pop_front()
+                    .unwrap_or_else(|| panic!("{at}: nothing held"));
                 breaker.record(permit, outcome, Duration::from_millis(1));
             }
         }
@@ -76,6 +85,7 @@ fn run(case: &Case) -> (Breaker, Arc<ManualClock>) {
     (breaker, clock)
 }
 
+#[rustfmt::skip] // one case per block, steps on a line: a table, not code
 fn cases() -> Vec<Case> {
     let default = BreakerConfig::default();
     let slow = BreakerConfig {
@@ -200,34 +210,59 @@ fn transitions_are_recorded_with_reasons_and_times() {
     let case = Case {
         name: "full cycle",
         config: BreakerConfig::default(),
-        steps: vec![Succeed(15), Fail(16), Wait(30_000), Succeed(3), Expect(Closed)],
+        steps: vec![
+            Succeed(15),
+            Fail(16),
+            Wait(30_000),
+            Succeed(3),
+            Expect(Closed),
+        ],
     };
     let (breaker, _clock) = run(&case);
     let snapshot = breaker.snapshot();
-    let seen: Vec<_> = snapshot.transitions.iter().map(|t| (t.from, t.to, t.reason.as_str())).collect();
+    let seen: Vec<_> = snapshot
+        .transitions
+        .iter()
+        .map(|t| (t.from, t.to, t.reason.as_str()))
+        .collect();
     assert_eq!(
         seen,
         [
-            (Closed, Open, "failure rate 51.61% > 50% over 31 calls (16 failed) in 10s window"),
+            (
+                Closed,
+                Open,
+                "failure rate 51.61% > 50% over 31 calls (16 failed) in 10s window"
+            ),
             (Open, HalfOpen, "open for 30s elapsed"),
             (HalfOpen, Closed, "3 consecutive successes in half-open"),
         ]
     );
     let start = ManualClock::START_UNIX_US;
-    let times: Vec<_> = snapshot.transitions.iter().map(|t| t.at_unix_us - start).collect();
+    let times: Vec<_> = snapshot
+        .transitions
+        .iter()
+        .map(|t| t.at_unix_us - start)
+        .collect();
     assert_eq!(times, [0, 30_000_000, 30_000_000]);
 }
 
 #[test]
 fn snapshot_serializes_in_the_documented_shape() {
-    let case = Case { name: "open", config: BreakerConfig::default(), steps: vec![Fail(10)] };
+    let case = Case {
+        name: "open",
+        config: BreakerConfig::default(),
+        steps: vec![Fail(10)],
+    };
     let (breaker, _clock) = run(&case);
     let json = serde_json::to_value(breaker.snapshot()).expect("serializes");
     assert_eq!(json["state"], "open");
     assert_eq!(json["config"]["window"]["time"], "10s");
     assert_eq!(json["transitions"][0]["from"], "closed");
     assert_eq!(json["transitions"][0]["to"], "open");
-    assert_eq!(json["transitions"][0]["at_unix_us"], ManualClock::START_UNIX_US);
+    assert_eq!(
+        json["transitions"][0]["at_unix_us"],
+        ManualClock::START_UNIX_US
+    );
 }
 
 #[test]
@@ -235,14 +270,21 @@ fn transition_hook_sees_every_transition() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     let clock = Arc::new(ManualClock::new());
-    let config = BreakerConfig { minimum_calls: 1, ..BreakerConfig::default() };
-    let breaker = Breaker::with_clock("hooked", config, clock.clone()).on_transition(Box::new(move |t| {
-        sink.lock().unwrap_or_else(|p| p.into_inner()).push(t.to);
-    }));
+    let config = BreakerConfig {
+        minimum_calls: 1,
+        ..BreakerConfig::default()
+    };
+    let breaker =
+        Breaker::with_clock("hooked", config, clock.clone()).on_transition(Box::new(move |t| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(t.to);
+        }));
     if let Ok(permit) = breaker.try_acquire() {
         breaker.record(permit, Failure, Duration::ZERO);
     }
     clock.advance(Duration::from_secs(30));
     assert!(breaker.try_acquire().is_ok());
-    assert_eq!(*seen.lock().unwrap_or_else(|p| p.into_inner()), [Open, HalfOpen]);
+    assert_eq!(
+        *seen.lock().unwrap_or_else(|p| p.into_inner()),
+        [Open, HalfOpen]
+    );
 }

@@ -62,7 +62,9 @@ impl Visitor<'_> for DurationVisitor {
     fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
         let trimmed = text.trim();
         if trimmed.starts_with('-') {
-            return Err(E::custom(format!("`{text}` is negative: durations are at least `0`")));
+            return Err(E::custom(format!(
+                "`{text}` is negative: durations are at least `0`"
+            )));
         }
         humantime::parse_duration(trimmed)
             .map(HumanDuration)
@@ -109,7 +111,7 @@ impl fmt::Display for BreakerWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BreakerWindow::Time(duration) => write!(f, "{duration} window"),
-            BreakerWindow::Calls(calls) => write!(f, "last-{calls}-calls window"),
+            BreakerWindow::Calls(calls) => write!(f, "{calls}-call window"),
         }
     }
 }
@@ -176,7 +178,9 @@ impl BreakerConfig {
             BreakerWindow::Time(duration) if duration.0.is_zero() => {
                 return Err("`window.time` must be longer than `0s`".to_string());
             }
-            BreakerWindow::Calls(0) => return Err("`window.calls` must be at least `1`".to_string()),
+            BreakerWindow::Calls(0) => {
+                return Err("`window.calls` must be at least `1`".to_string());
+            }
             BreakerWindow::Calls(calls) if self.minimum_calls > calls => {
                 return Err(format!(
                     "`minimum_calls` `{}` exceeds the `{calls}`-call window: the breaker could never open",
@@ -277,7 +281,10 @@ impl PlaybackConfig {
             return Err("`redis` is empty: give the cache's `ip:port`".to_string());
         }
         let url = reqwest::Url::parse(&self.recommendations_url).map_err(|error| {
-            format!("`recommendations_url` `{}` is not a URL ({error})", self.recommendations_url)
+            format!(
+                "`recommendations_url` `{}` is not a URL ({error})",
+                self.recommendations_url
+            )
         })?;
         // The client is built without TLS: only plain HTTP inside the lab.
         if url.scheme() != "http" {
@@ -295,7 +302,9 @@ impl PlaybackConfig {
                 self.cache_ttl
             ));
         }
-        self.breaker.validate().map_err(|message| format!("breaker: {message}"))
+        self.breaker
+            .validate()
+            .map_err(|message| format!("breaker: {message}"))
     }
 }
 
@@ -338,11 +347,18 @@ mod tests {
 
     #[test]
     fn defaults_are_seed_000s_breaker() {
-        let config: PlaybackConfig =
-            serde_json::from_value(json!({"redis": "127.0.0.1:6379", "recommendations_url": "http://127.0.0.1:1"}))
-                .expect("minimal config parses");
-        assert_eq!(config, PlaybackConfig::new("127.0.0.1:6379", "http://127.0.0.1:1"));
-        assert_eq!(config.breaker.window, BreakerWindow::Time(HumanDuration::from_secs(10)));
+        let config: PlaybackConfig = serde_json::from_value(
+            json!({"redis": "127.0.0.1:6379", "recommendations_url": "http://127.0.0.1:1"}),
+        )
+        .expect("minimal config parses");
+        assert_eq!(
+            config,
+            PlaybackConfig::new("127.0.0.1:6379", "http://127.0.0.1:1")
+        );
+        assert_eq!(
+            config.breaker.window,
+            BreakerWindow::Time(HumanDuration::from_secs(10))
+        );
         assert_eq!(config.call_timeout, HumanDuration::from_millis(250));
         assert_eq!(config.validate(), Ok(()));
     }
@@ -364,7 +380,10 @@ mod tests {
     #[test]
     fn bad_input_is_an_error_with_the_value() {
         let cases = [
-            (json!({"window": {"calls": 100}, "bogus": 1}), "unknown field `bogus`"),
+            (
+                json!({"window": {"calls": 100}, "bogus": 1}),
+                "unknown field `bogus`",
+            ),
             (json!({"open_for": "soon"}), "`soon` is not a duration"),
             (json!({"open_for": -5}), "`-5` is negative"),
             (json!({"window": {"days": 1}}), "unknown variant `days`"),
@@ -381,11 +400,41 @@ mod tests {
     fn validate_names_the_field() {
         let base = BreakerConfig::default();
         let cases = [
-            (BreakerConfig { failure_rate_threshold: 150.0, ..base.clone() }, "`failure_rate_threshold` `150` is outside 0..=100"),
-            (BreakerConfig { close_after_successes: 6, ..base.clone() }, "`close_after_successes` `6` exceeds"),
-            (BreakerConfig { minimum_calls: 0, ..base.clone() }, "`minimum_calls` must be at least `1`"),
-            (BreakerConfig { window: BreakerWindow::Calls(5), ..base.clone() }, "`minimum_calls` `10` exceeds"),
-            (BreakerConfig { slow_call_rate_threshold: Some(80.0), ..base.clone() }, "`slow_call_duration` is not"),
+            (
+                BreakerConfig {
+                    failure_rate_threshold: 150.0,
+                    ..base.clone()
+                },
+                "`failure_rate_threshold` `150` is outside 0..=100",
+            ),
+            (
+                BreakerConfig {
+                    close_after_successes: 6,
+                    ..base.clone()
+                },
+                "`close_after_successes` `6` exceeds",
+            ),
+            (
+                BreakerConfig {
+                    minimum_calls: 0,
+                    ..base.clone()
+                },
+                "`minimum_calls` must be at least `1`",
+            ),
+            (
+                BreakerConfig {
+                    window: BreakerWindow::Calls(5),
+                    ..base.clone()
+                },
+                "`minimum_calls` `10` exceeds",
+            ),
+            (
+                BreakerConfig {
+                    slow_call_rate_threshold: Some(80.0),
+                    ..base.clone()
+                },
+                "`slow_call_duration` is not",
+            ),
         ];
         for (config, expected) in cases {
             let error = config.validate().expect_err("must be rejected");

@@ -12,7 +12,10 @@ pub(crate) fn render(registry: &Registry) -> Response {
     match encode(&mut body, registry) {
         Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         // Only a failing fmt::Write can cause this, and String never fails; answer rather than panic.
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {error}"))
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {error}"),
+        )
             .into_response(),
     }
 }

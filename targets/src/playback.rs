@@ -35,7 +35,13 @@ pub const RECOMMENDATIONS_BREAKER: &str = "recommendations";
 pub const SOURCE_HEADER: &str = "x-faultline-source";
 
 /// What playback serves when recommendations are unavailable (seed 000: popular tracks).
-pub const POPULAR: [&str; 5] = ["popular-0", "popular-1", "popular-2", "popular-3", "popular-4"];
+pub const POPULAR: [&str; 5] = [
+    "popular-0",
+    "popular-1",
+    "popular-2",
+    "popular-3",
+    "popular-4",
+];
 
 /// Where the next-up list came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +105,9 @@ impl Playback {
         let hook_metrics = metrics.clone();
         let breaker = Arc::new(
             Breaker::with_clock(RECOMMENDATIONS_BREAKER, config.breaker.clone(), clock)
-                .on_transition(Box::new(move |transition| hook_metrics.transition(transition))),
+                .on_transition(Box::new(move |transition| {
+                    hook_metrics.transition(transition)
+                })),
         );
         let cache = TrackCache::new(&config.redis, config.cache_ttl.0).map_err(Error::Invalid)?;
         let recommender = Recommender::new(
@@ -108,7 +116,14 @@ impl Playback {
             breaker.clone(),
             metrics.clone(),
         )?;
-        Ok(Arc::new(Playback { fallback: config.fallback, cache, recommender, breaker, metrics, registry }))
+        Ok(Arc::new(Playback {
+            fallback: config.fallback,
+            cache,
+            recommender,
+            breaker,
+            metrics,
+            registry,
+        }))
     }
 
     pub fn router(self: Arc<Self>) -> Router {
@@ -130,7 +145,11 @@ impl Playback {
         StateReport {
             breakers: BTreeMap::from([(RECOMMENDATIONS_BREAKER.to_string(), snapshot)]),
             degradation_level: u8::from(degraded),
-            degraded_features: if degraded { vec![RECOMMENDATIONS_BREAKER.to_string()] } else { vec![] },
+            degraded_features: if degraded {
+                vec![RECOMMENDATIONS_BREAKER.to_string()]
+            } else {
+                vec![]
+            },
         }
     }
 }
@@ -157,7 +176,11 @@ async fn play(
         track: metadata,
         next_up,
         degraded: reason.is_some(),
-        source: if reason.is_some() { Source::Fallback } else { Source::Live },
+        source: if reason.is_some() {
+            Source::Fallback
+        } else {
+            Source::Live
+        },
         reason,
         cache,
     };

@@ -58,7 +58,11 @@ impl Recommendations {
     pub fn new(config: RecommendationsConfig) -> Arc<Self> {
         let requests = Counter::default();
         let mut registry = Registry::default();
-        registry.register("requests", "Recommendations requests answered", requests.clone());
+        registry.register(
+            "requests",
+            "Recommendations requests answered",
+            requests.clone(),
+        );
         Arc::new(Recommendations {
             config,
             arrivals: Mutex::new(Vec::new()),
@@ -79,7 +83,10 @@ impl Recommendations {
 
     /// A copy of the arrival log.
     pub fn arrivals(&self, since_unix_us: Option<u64>) -> Arrivals {
-        let log = self.arrivals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let log = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let since = since_unix_us.unwrap_or(0);
         // The log is in arrival order (appended under the lock), so the cut is a binary search.
         let start = log.partition_point(|&at| at < since);
@@ -90,7 +97,10 @@ impl Recommendations {
     }
 
     fn record_arrival(&self) {
-        let mut log = self.arrivals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut log = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Stamped under the lock so the log stays sorted even when requests race.
         let now = unix_us_now().max(log.last().copied().unwrap_or(0));
         if log.len() < MAX_ARRIVALS {
@@ -109,7 +119,9 @@ async fn recommend(
     // answer is later cut off by a fault.
     service.record_arrival();
     service.requests.inc();
-    let items = (0..service.config.items).map(|index| format!("rec-{user}-{index}")).collect();
+    let items = (0..service.config.items)
+        .map(|index| format!("rec-{user}-{index}"))
+        .collect();
     Json(RecommendationsBody { user, items })
 }
 

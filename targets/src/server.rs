@@ -12,7 +12,9 @@ use crate::errors::Error;
 
 /// Binds the listening socket.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
 }
 
 /// Prints the readiness line the harness waits for: `listening on <addr>`.
@@ -64,7 +66,11 @@ pub fn exit_code(result: Result<(), Error>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            if error.is_bad_input() { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if error.is_bad_input() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -17,7 +17,13 @@ use std::time::Instant;
 use crate::Ctx;
 use crate::proc::{self, human, io_err, query, run_logged};
 
-pub const DEBIAN_PACKAGES: &[&str] = &["redis-server", "redis-sentinel", "redis-tools", "nftables", "iproute2"];
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "redis-server",
+    "redis-sentinel",
+    "redis-tools",
+    "nftables",
+    "iproute2",
+];
 /// Accepted Redis series (Debian bookworm ships 7.0.15).
 pub const REDIS_SERIES: &str = "7.0.";
 pub const TOXIPROXY_VERSION: &str = "2.12.0";
@@ -36,7 +42,10 @@ pub struct Record {
 
 impl Record {
     fn add(&mut self, component: &str, fields: &[(&str, String)]) {
-        let fields = fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        let fields = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
         self.components.push((component.to_owned(), fields));
     }
 
@@ -49,7 +58,13 @@ impl Record {
             s.push_str(if i == 0 { "\n" } else { ",\n" });
             let _ = write!(s, "    {}: {{", json_str(name));
             for (j, (k, v)) in fields.iter().enumerate() {
-                let _ = write!(s, "{}{}: {}", if j == 0 { "" } else { ", " }, json_str(k), json_str(v));
+                let _ = write!(
+                    s,
+                    "{}{}: {}",
+                    if j == 0 { "" } else { ", " },
+                    json_str(k),
+                    json_str(v)
+                );
             }
             s.push('}');
         }
@@ -100,9 +115,14 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
         let tag = format!("[deps {}/{n}] {name}", i + 1);
         match step(ctx, &mut record) {
             Ok(Outcome::AlreadyInstalled(what)) => {
-                println!("{tag}: already installed, {what} ({})", human(started.elapsed()))
+                println!(
+                    "{tag}: already installed, {what} ({})",
+                    human(started.elapsed())
+                )
             }
-            Ok(Outcome::Installed(what)) => println!("{tag}: installed {what} in {}", human(started.elapsed())),
+            Ok(Outcome::Installed(what)) => {
+                println!("{tag}: installed {what} in {}", human(started.elapsed()))
+            }
             Err(e) => return Err(format!("step {}/{n} ({name}) failed: {e}", i + 1)),
         }
     }
@@ -147,27 +167,44 @@ fn debian_packages(ctx: &Ctx, record: &mut Record) -> Result<Outcome, String> {
              Redis {REDIS_SERIES}x (server, sentinel, cli), nftables and iproute2 yourself"
         ));
     };
-    let missing: Vec<&str> =
-        DEBIAN_PACKAGES.iter().copied().filter(|p| !installed.iter().any(|(q, _)| q == p)).collect();
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed.iter().any(|(q, _)| q == p))
+        .collect();
     let did_install = !missing.is_empty();
     if did_install {
-        println!("[deps 1/{}] debian packages: installing {} with apt-get", STEPS.len(), missing.join(" "));
+        println!(
+            "[deps 1/{}] debian packages: installing {} with apt-get",
+            STEPS.len(),
+            missing.join(" ")
+        );
         apt_install(ctx, &missing)?;
     }
     let installed = dpkg_installed(DEBIAN_PACKAGES).unwrap_or_default();
-    if let Some(p) = DEBIAN_PACKAGES.iter().find(|p| !installed.iter().any(|(q, _)| q == *p)) {
-        return Err(format!("apt-get reported success but {p} is still not installed"));
+    if let Some(p) = DEBIAN_PACKAGES
+        .iter()
+        .find(|p| !installed.iter().any(|(q, _)| q == *p))
+    {
+        return Err(format!(
+            "apt-get reported success but {p} is still not installed"
+        ));
     }
 
     let redis = redis_version()?;
     let mut summary = format!("redis {redis}");
     for (pkg, version) in &installed {
-        record.add(pkg, &[("package", version.clone()), ("source", "debian".into())]);
+        record.add(
+            pkg,
+            &[("package", version.clone()), ("source", "debian".into())],
+        );
         if pkg == "nftables" || pkg == "iproute2" {
             let _ = write!(summary, ", {pkg} {version}");
         }
     }
-    let path = proc::find_on_path("redis-server").map(|p| p.display().to_string()).unwrap_or_default();
+    let path = proc::find_on_path("redis-server")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     record.add("redis", &[("version", redis), ("path", path)]);
     Ok(if did_install {
         Outcome::Installed(format!("{} ({summary})", missing.join(" ")))
@@ -204,7 +241,9 @@ fn apt_install(ctx: &Ctx, missing: &[&str]) -> Result<(), String> {
     let _policy = PolicyRcD::install()?;
     let apt = |args: &[&str]| {
         let mut c = Command::new("apt-get");
-        c.env("DEBIAN_FRONTEND", "noninteractive").args(["-q", "-o", "DPkg::Lock::Timeout=300"]).args(args);
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-q", "-o", "DPkg::Lock::Timeout=300"])
+            .args(args);
         c
     };
     run_logged(&mut apt(&["update"]), &ctx.log("apt-get-update"))?;
@@ -246,10 +285,10 @@ impl PolicyRcD {
 
 impl Drop for PolicyRcD {
     fn drop(&mut self) {
-        if self.ours {
-            if let Err(e) = std::fs::remove_file(POLICY_RC_D) {
-                eprintln!("xtask: warning: could not remove {POLICY_RC_D}: {e}");
-            }
+        if self.ours
+            && let Err(e) = std::fs::remove_file(POLICY_RC_D)
+        {
+            eprintln!("xtask: warning: could not remove {POLICY_RC_D}: {e}");
         }
     }
 }
@@ -258,8 +297,12 @@ impl Drop for PolicyRcD {
 // 2. Toxiproxy
 
 fn sha256(path: &Path) -> Result<String, String> {
-    let out = query("sha256sum", &[path]).ok_or_else(|| format!("`sha256sum {}` failed", path.display()))?;
-    out.split_whitespace().next().map(str::to_owned).ok_or_else(|| format!("sha256sum printed nothing for {}", path.display()))
+    let out = query("sha256sum", &[path])
+        .ok_or_else(|| format!("`sha256sum {}` failed", path.display()))?;
+    out.split_whitespace()
+        .next()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("sha256sum printed nothing for {}", path.display()))
 }
 
 fn toxiproxy(ctx: &Ctx, record: &mut Record) -> Result<Outcome, String> {
@@ -286,14 +329,19 @@ fn toxiproxy(ctx: &Ctx, record: &mut Record) -> Result<Outcome, String> {
     let go = proc::find_on_path("go")
         .or_else(|| Some(PathBuf::from("/usr/local/go/bin/go")).filter(|p| p.is_file()))
         .ok_or("`go` is not on PATH (nor in /usr/local/go/bin): Go >= 1.23 is needed to build Toxiproxy")?;
-    println!("[deps 2/{}] {label}: building with `go install` (about a minute the first time)", STEPS.len());
+    println!(
+        "[deps 2/{}] {label}: building with `go install` (about a minute the first time)",
+        STEPS.len()
+    );
     let gobin = ctx.cache.join("gobin");
     let mut install = Command::new(&go);
     install
         .env("GOBIN", &gobin)
         .arg("install")
         .arg("-trimpath")
-        .arg(format!("-ldflags=-X {TOXIPROXY_MODULE}.Version={TOXIPROXY_VERSION}"))
+        .arg(format!(
+            "-ldflags=-X {TOXIPROXY_MODULE}.Version={TOXIPROXY_VERSION}"
+        ))
         .arg(&source);
     run_logged(&mut install, &ctx.log("toxiproxy-go-install"))?;
 
@@ -305,10 +353,14 @@ fn toxiproxy(ctx: &Ctx, record: &mut Record) -> Result<Outcome, String> {
 
     let reported = query(&bin, &["-version"]).unwrap_or_default();
     if !reported.ends_with(&format!("version {TOXIPROXY_VERSION}")) {
-        return Err(format!("{} -version reported {reported:?}, expected version {TOXIPROXY_VERSION}", bin.display()));
+        return Err(format!(
+            "{} -version reported {reported:?}, expected version {TOXIPROXY_VERSION}",
+            bin.display()
+        ));
     }
     let sum = sha256(&bin)?;
-    std::fs::write(&stamp, format!("{TOXIPROXY_VERSION}\nsha256 {sum}\n")).map_err(|e| io_err("write", &stamp, e))?;
+    std::fs::write(&stamp, format!("{TOXIPROXY_VERSION}\nsha256 {sum}\n"))
+        .map_err(|e| io_err("write", &stamp, e))?;
     record.add("toxiproxy-server", &toxi_fields(&bin, &sum, &source));
     Ok(Outcome::Installed(done))
 }
@@ -342,21 +394,26 @@ fn rustc_version() -> Option<(u32, u32, String)> {
 
 fn nextest(ctx: &Ctx, record: &mut Record) -> Result<Outcome, String> {
     let label = format!("cargo-nextest {NEXTEST_VERSION}");
-    let fields = [("version", NEXTEST_VERSION.to_owned()), ("source", "crates.io (cargo install --locked)".into())];
+    let fields = [
+        ("version", NEXTEST_VERSION.to_owned()),
+        ("source", "crates.io (cargo install --locked)".into()),
+    ];
     let found = nextest_version(ctx);
     if found.as_deref() == Some(NEXTEST_VERSION) {
         record.add("cargo-nextest", &fields);
         return Ok(Outcome::AlreadyInstalled(NEXTEST_VERSION.to_owned()));
     }
-    if let Some((major, minor, v)) = rustc_version() {
-        if (major, minor) < NEXTEST_MIN_RUST {
-            return Err(format!(
-                "{label} needs rustc >= {}.{}, this machine has {v}: update the toolchain (rustup update)",
-                NEXTEST_MIN_RUST.0, NEXTEST_MIN_RUST.1
-            ));
-        }
+    if let Some((major, minor, v)) = rustc_version()
+        && (major, minor) < NEXTEST_MIN_RUST
+    {
+        return Err(format!(
+            "{label} needs rustc >= {}.{}, this machine has {v}: update the toolchain (rustup update)",
+            NEXTEST_MIN_RUST.0, NEXTEST_MIN_RUST.1
+        ));
     }
-    let replacing = found.map(|v| format!(" (replacing {v})")).unwrap_or_default();
+    let replacing = found
+        .map(|v| format!(" (replacing {v})"))
+        .unwrap_or_default();
     println!(
         "[deps 3/{}] {label}: compiling it with `cargo install`{replacing}; this takes several minutes on 2 cores",
         STEPS.len()

@@ -20,7 +20,7 @@ commands:
                        deps, build the binaries, then run the test tiers in order with
                        cargo nextest (fast, lab, then cluster once wired), stopping at the
                        first failing tier; `--tier` runs only the named tiers;
-                       e.g. `cargo xtask test -- --profile ci`
+                       e.g. `cargo xtask test --tier lab -- circuit-breaker`
   demo                 deps, build, then run the circuit-breaker experiment and print
                        where its report is
   help                 print this
@@ -28,6 +28,8 @@ commands:
 environment:
   FAULTLINE_CACHE      where built components live (default: $HOME/.cache/faultline);
                        the tests get FAULTLINE_TOOLS=<cache>/bin
+  NEXTEST_PROFILE      nextest profile for `test` (CI uses `ci`: no fail-fast, JUnit per tier
+                       in target/nextest/ci/junit-<tier>.xml)
 ";
 
 /// Paths and tools every command uses.
@@ -49,13 +51,15 @@ impl Ctx {
         let cache = match std::env::var_os("FAULTLINE_CACHE").filter(|v| !v.is_empty()) {
             Some(dir) => root.join(dir), // absolute stays absolute; relative is from the root
             None => {
-                let home = std::env::var_os("HOME")
-                    .filter(|v| !v.is_empty())
-                    .ok_or("neither FAULTLINE_CACHE nor HOME is set: cannot choose a cache directory")?;
+                let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(
+                    "neither FAULTLINE_CACHE nor HOME is set: cannot choose a cache directory",
+                )?;
                 PathBuf::from(home).join(".cache/faultline")
             }
         };
-        let cargo = std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| "cargo".into());
+        let cargo = std::env::var_os("CARGO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "cargo".into());
         Ok(Ctx { root, cache, cargo })
     }
 
@@ -78,7 +82,9 @@ impl Ctx {
     /// A command run from the workspace root with the lab's environment.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
         let mut c = std::process::Command::new(program);
-        c.current_dir(&self.root).env("FAULTLINE_TOOLS", self.tools()).env("FAULTLINE_CACHE", &self.cache);
+        c.current_dir(&self.root)
+            .env("FAULTLINE_TOOLS", self.tools())
+            .env("FAULTLINE_CACHE", &self.cache);
         c
     }
 }

@@ -63,7 +63,8 @@ pub fn display(cmd: &Command) -> String {
 fn quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%^~".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%^~".contains(c));
     if plain {
         s.into_owned()
     } else {
@@ -97,7 +98,11 @@ pub struct Captured {
 /// Runs a quick query (`--version` and the like) with no stdin; `None` if it could not start or
 /// failed. Its stdout is returned trimmed.
 pub fn query<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S]) -> Option<String> {
-    let out = Command::new(program).args(args).stdin(Stdio::null()).output().ok()?;
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -118,12 +123,25 @@ pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<Captured, String> {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    let body = format!("$ {shown}\n# {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n", describe(c.status), c.stdout, c.stderr);
-    let logged = log.parent().map(std::fs::create_dir_all).transpose().and_then(|_| std::fs::write(log, body));
+    let body = format!(
+        "$ {shown}\n# {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+        describe(c.status),
+        c.stdout,
+        c.stderr
+    );
+    let logged = log
+        .parent()
+        .map(std::fs::create_dir_all)
+        .transpose()
+        .and_then(|_| std::fs::write(log, body));
     if c.status.success() {
         return Ok(c);
     }
-    let (label, text) = if c.stderr.trim().is_empty() { ("stdout", &c.stdout) } else { ("stderr", &c.stderr) };
+    let (label, text) = if c.stderr.trim().is_empty() {
+        ("stdout", &c.stdout)
+    } else {
+        ("stderr", &c.stderr)
+    };
     let mut msg = format!("`{shown}` {}\n{}", describe(c.status), tail(label, text));
     match logged {
         Ok(()) => {
@@ -153,7 +171,9 @@ fn tail(label: &str, text: &str) -> String {
 /// Runs `cmd` with inherited stdio and returns how it ended.
 pub fn run_inherited(cmd: &mut Command) -> Result<ExitStatus, String> {
     let shown = display(cmd);
-    let status = cmd.status().map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
     exit_if_interrupted();
     Ok(status)
 }
@@ -162,9 +182,11 @@ pub fn run_inherited(cmd: &mut Command) -> Result<ExitStatus, String> {
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 pub fn human(d: Duration) -> String {

@@ -16,7 +16,12 @@ pub fn validate(files: &[PathBuf]) -> i32 {
     let mut bad_files = 0;
     for file in files {
         match spec::load_file(file) {
-            Ok(plan) => println!("ok: {} ({}, verifies {})", file.display(), plan.name, plan.verifies.join(", ")),
+            Ok(plan) => println!(
+                "ok: {} ({}, verifies {})",
+                file.display(),
+                plan.name,
+                plan.verifies.join(", ")
+            ),
             Err(diags) => {
                 print_diagnostics(file, &diags);
                 problems += diags.len();
@@ -27,7 +32,12 @@ pub fn validate(files: &[PathBuf]) -> i32 {
     if problems == 0 {
         return exit_code::OK;
     }
-    eprintln!("{problems} problem{} in {bad_files} of {} file{}", plural(problems), files.len(), plural(files.len()));
+    eprintln!(
+        "{problems} problem{} in {bad_files} of {} file{}",
+        plural(problems),
+        files.len(),
+        plural(files.len())
+    );
     exit_code::INVALID_INPUT
 }
 
@@ -48,7 +58,10 @@ pub fn run(file: &Path, out: Option<PathBuf>, keep_lab: bool) -> i32 {
     };
     let out = out.unwrap_or_else(|| PathBuf::from("reports/runs").join(&plan.name));
     let view = Arc::new(LiveView::new());
-    let options = RunOptions { logs_to: Some(out.join("logs")), keep_lab };
+    let options = RunOptions {
+        logs_to: Some(out.join("logs")),
+        keep_lab,
+    };
     let journal = faultline::run::run_experiment(&plan, &options, view.clone());
     view.finish();
     finish_run(&journal, &out)
@@ -56,19 +69,32 @@ pub fn run(file: &Path, out: Option<PathBuf>, keep_lab: bool) -> i32 {
 
 pub fn report(journals: &[PathBuf], out: Option<PathBuf>) -> i32 {
     if out.is_some() && journals.len() > 1 {
-        eprintln!("error: `--out` takes a single journal (hint: re-render several journals beside themselves)");
+        eprintln!(
+            "error: `--out` takes a single journal (hint: re-render several journals beside themselves)"
+        );
         return exit_code::INVALID_INPUT;
     }
     let mut code = exit_code::OK;
     for path in journals {
         match faultline::report::read_journal(path) {
             Ok(journal) => {
-                let dir = out.clone().unwrap_or_else(|| path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf));
+                let dir = out.clone().unwrap_or_else(|| {
+                    path.parent()
+                        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                });
                 if let Err(error) = faultline::report::write_all(&journal, &dir) {
-                    eprintln!("error: cannot write reports into `{}`: {error}", dir.display());
+                    eprintln!(
+                        "error: cannot write reports into `{}`: {error}",
+                        dir.display()
+                    );
                     return exit_code::INFRASTRUCTURE;
                 }
-                println!("{}: {} -> {}", path.display(), outcome_word(&journal), dir.join("report.md").display());
+                println!(
+                    "{}: {} -> {}",
+                    path.display(),
+                    outcome_word(&journal),
+                    dir.join("report.md").display()
+                );
                 code = code.max(journal.exit_code());
             }
             Err(error) => {
@@ -124,7 +150,10 @@ fn print_diagnostics(file: &Path, diags: &[Diagnostic]) {
 
 fn finish_run(journal: &Journal, out: &Path) -> i32 {
     if let Err(error) = faultline::report::write_all(journal, out) {
-        eprintln!("error: cannot write reports into `{}`: {error}", out.display());
+        eprintln!(
+            "error: cannot write reports into `{}`: {error}",
+            out.display()
+        );
         // The journal still goes somewhere: a lost report is worse than a misplaced one.
         let fallback = std::env::temp_dir().join(format!("faultline-{}.json", journal.run.run_id));
         if let Ok(json) = serde_json::to_string_pretty(journal) {
@@ -135,13 +164,21 @@ fn finish_run(journal: &Journal, out: &Path) -> i32 {
         return exit_code::INFRASTRUCTURE;
     }
     for v in journal.failed_verdicts() {
-        eprintln!("FAILED {}\n  expected: {}\n  observed: {}", v.id, v.expected, v.observed);
+        eprintln!(
+            "FAILED {}\n  expected: {}\n  observed: {}",
+            v.id, v.expected, v.observed
+        );
     }
     if let Some(error) = &journal.run.error {
         eprintln!("error: {error}");
     }
     let held = journal.verdicts.iter().filter(|v| v.passed).count();
-    println!("{}: {held} of {} verdicts held; report: {}", outcome_word(journal), journal.verdicts.len(), out.join("report.md").display());
+    println!(
+        "{}: {held} of {} verdicts held; report: {}",
+        outcome_word(journal),
+        journal.verdicts.len(),
+        out.join("report.md").display()
+    );
     journal.exit_code()
 }
 

@@ -24,7 +24,10 @@ const PLAIN_TICK_EVERY: Duration = Duration::from_secs(5);
 
 impl LiveView {
     pub fn new() -> Self {
-        Self { tty: std::io::stderr().is_terminal(), state: Mutex::new(State::default()) }
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            state: Mutex::new(State::default()),
+        }
     }
 
     /// Clears the status line so the summary that follows starts clean.
@@ -38,7 +41,9 @@ impl LiveView {
     }
 
     fn line(&self, text: &str) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         let mut err = std::io::stderr().lock();
         if state.status_shown {
             let _ = write!(err, "\r\x1b[2K");
@@ -49,13 +54,18 @@ impl LiveView {
 
     fn tick(&self, tick: &Tick) {
         let status = status_line(tick);
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         let mut err = std::io::stderr().lock();
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{status}");
             let _ = err.flush();
             state.status_shown = true;
-        } else if state.last_plain_tick.is_none_or(|last| tick.elapsed >= last + PLAIN_TICK_EVERY) {
+        } else if state
+            .last_plain_tick
+            .is_none_or(|last| tick.elapsed >= last + PLAIN_TICK_EVERY)
+        {
             state.last_plain_tick = Some(tick.elapsed);
             let _ = writeln!(err, "{status}");
         }
@@ -90,15 +100,29 @@ impl Progress for LiveView {
         match event {
             RunEvent::Tick(tick) => self.tick(&tick),
             RunEvent::Stage(stage) => self.line(&format!("== {}", stage.name())),
-            RunEvent::NodeReady { node, after } => self.line(&format!("   ready: {node} in {}", format_duration(after))),
-            RunEvent::FaultApplied { name, at, target } => {
-                self.line(&format!("   +{}: fault `{name}` applied to {target}", format_duration(at)))
+            RunEvent::NodeReady { node, after } => {
+                self.line(&format!("   ready: {node} in {}", format_duration(after)))
             }
-            RunEvent::FaultHealed { name, at } => self.line(&format!("   +{}: fault `{name}` healed", format_duration(at))),
-            RunEvent::FaultError { name, error } => self.line(&format!("   fault `{name}` failed: {error}")),
-            RunEvent::BreakerTransition { service, breaker, to, at } => {
-                self.line(&format!("   +{}: {service} breaker `{breaker}` -> {to}", format_duration(at)))
+            RunEvent::FaultApplied { name, at, target } => self.line(&format!(
+                "   +{}: fault `{name}` applied to {target}",
+                format_duration(at)
+            )),
+            RunEvent::FaultHealed { name, at } => self.line(&format!(
+                "   +{}: fault `{name}` healed",
+                format_duration(at)
+            )),
+            RunEvent::FaultError { name, error } => {
+                self.line(&format!("   fault `{name}` failed: {error}"))
             }
+            RunEvent::BreakerTransition {
+                service,
+                breaker,
+                to,
+                at,
+            } => self.line(&format!(
+                "   +{}: {service} breaker `{breaker}` -> {to}",
+                format_duration(at)
+            )),
             RunEvent::Note(text) => self.line(&format!("   {text}")),
         }
     }

@@ -65,7 +65,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
-            let code = if error.use_stderr() { exit_code::INVALID_INPUT } else { exit_code::OK };
+            let code = if error.use_stderr() {
+                exit_code::INVALID_INPUT
+            } else {
+                exit_code::OK
+            };
             let _ = error.print();
             return code;
         }
@@ -73,9 +77,17 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { files } => commands::validate(&files),
         Command::Plan { file } => commands::plan(&file),
-        Command::Run { file, out, keep_lab } => commands::run(&file, out, keep_lab),
+        Command::Run {
+            file,
+            out,
+            keep_lab,
+        } => commands::run(&file, out, keep_lab),
         Command::Report { journals, out } => commands::report(&journals, out),
-        Command::Lab { command: LabCommand::Up { file } } => commands::lab_up(&file),
-        Command::Lab { command: LabCommand::Down | LabCommand::Clean } => commands::lab_clean(),
+        Command::Lab {
+            command: LabCommand::Up { file },
+        } => commands::lab_up(&file),
+        Command::Lab {
+            command: LabCommand::Down | LabCommand::Clean,
+        } => commands::lab_clean(),
     }
 }

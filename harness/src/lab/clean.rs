@@ -38,11 +38,18 @@ impl CleanOptions {
     /// Everything under the default state root (`FAULTLINE_STATE_DIR`), orphans included.
     pub fn from_env() -> CleanOptions {
         let lab = super::LabOptions::from_env();
-        CleanOptions { state_root: lab.state_root, orphan_namespaces: true, only_run_ids: None, keep_state: lab.keep_state }
+        CleanOptions {
+            state_root: lab.state_root,
+            orphan_namespaces: true,
+            only_run_ids: None,
+            keep_state: lab.keep_state,
+        }
     }
 
     fn wants(&self, run_id: &str) -> bool {
-        self.only_run_ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == run_id))
+        self.only_run_ids
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|i| i == run_id))
     }
 }
 
@@ -139,15 +146,20 @@ pub fn clean_leftovers_with(options: &CleanOptions) -> Result<CleanReport, LabEr
         Ok(entries) => {
             for entry in entries.filter_map(|e| e.ok()) {
                 let path = entry.path();
-                if path.is_dir() {
-                    if let Some(run_id) = entry.file_name().to_str() {
-                        state_dirs.push((run_id.to_string(), path));
-                    }
+                if path.is_dir()
+                    && let Some(run_id) = entry.file_name().to_str()
+                {
+                    state_dirs.push((run_id.to_string(), path));
                 }
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(LabError::Io { path: labs_dir, source }),
+        Err(source) => {
+            return Err(LabError::Io {
+                path: labs_dir,
+                source,
+            });
+        }
     }
     state_dirs.sort();
     for (run_id, dir) in state_dirs {
@@ -183,12 +195,19 @@ fn summarize(intents: &[Intent]) -> LabRecord {
     let mut r = LabRecord::default();
     for i in intents {
         match i {
-            Intent::Lab { netns, harness_pid, harness_start_time, .. } => {
+            Intent::Lab {
+                netns,
+                harness_pid,
+                harness_start_time,
+                ..
+            } => {
                 r.netns = Some(netns.clone());
                 r.harness = Some((*harness_pid, *harness_start_time));
             }
             Intent::Netns { name } => r.netns = Some(name.clone()),
-            Intent::Process { pid, start_time, .. } => r.processes.push((*pid, *start_time)),
+            Intent::Process {
+                pid, start_time, ..
+            } => r.processes.push((*pid, *start_time)),
             Intent::Fault { id, .. } => r.outstanding_faults.push(id.clone()),
             Intent::FaultUndone { id } => r.outstanding_faults.retain(|f| f != id),
             Intent::Closed => r.closed = true,
@@ -199,7 +218,12 @@ fn summarize(intents: &[Intent]) -> LabRecord {
 }
 
 /// Returns the lab's namespace name (so the orphan pass skips it).
-fn clean_state_dir(run_id: &str, dir: &Path, options: &CleanOptions, report: &mut CleanReport) -> String {
+fn clean_state_dir(
+    run_id: &str,
+    dir: &Path,
+    options: &CleanOptions,
+    report: &mut CleanReport,
+) -> String {
     let log_path = dir.join(IntentLog::FILE_NAME);
     let record = match intent::read(&log_path) {
         Ok((intents, _torn)) => summarize(&intents),
@@ -207,18 +231,34 @@ fn clean_state_dir(run_id: &str, dir: &Path, options: &CleanOptions, report: &mu
         // any, can only be `faultline-<run_id>`.
         Err(_) => LabRecord::default(),
     };
-    let netns_name = record.netns.clone().unwrap_or_else(|| format!("{}{run_id}", netns::NETNS_PREFIX));
+    let netns_name = record
+        .netns
+        .clone()
+        .unwrap_or_else(|| format!("{}{run_id}", netns::NETNS_PREFIX));
     let skip = |report: &mut CleanReport, reason: String| {
-        report.skipped.push(SkippedLab { run_id: run_id.to_string(), state_dir: Some(dir.to_path_buf()), reason });
+        report.skipped.push(SkippedLab {
+            run_id: run_id.to_string(),
+            state_dir: Some(dir.to_path_buf()),
+            reason,
+        });
     };
     if record.closed {
-        skip(report, format!("already closed; its state dir `{}` was kept on purpose", dir.display()));
+        skip(
+            report,
+            format!(
+                "already closed; its state dir `{}` was kept on purpose",
+                dir.display()
+            ),
+        );
         return netns_name;
     }
     let lab_lock = match netns::try_lock(&netns_name) {
         Ok(Some(l)) => l,
         Ok(None) => {
-            skip(report, "its harness is still running (it holds the lab's lock)".to_string());
+            skip(
+                report,
+                "its harness is still running (it holds the lab's lock)".to_string(),
+            );
             return netns_name;
         }
         Err(e) => {
@@ -226,12 +266,12 @@ fn clean_state_dir(run_id: &str, dir: &Path, options: &CleanOptions, report: &mu
             return netns_name;
         }
     };
-    if let Some((pid, start)) = record.harness {
-        if procfs::is_same_process_alive(pid, start) {
-            lab_lock.release();
-            skip(report, format!("its harness (pid {pid}) is still running"));
-            return netns_name;
-        }
+    if let Some((pid, start)) = record.harness
+        && procfs::is_same_process_alive(pid, start)
+    {
+        lab_lock.release();
+        skip(report, format!("its harness (pid {pid}) is still running"));
+        return netns_name;
     }
     let mut killed: Vec<u32> = record
         .processes
@@ -270,7 +310,9 @@ fn clean_state_dir(run_id: &str, dir: &Path, options: &CleanOptions, report: &mu
     } else if !options.keep_state {
         match std::fs::remove_dir_all(dir) {
             Ok(()) => cleaned.state_dir_removed = true,
-            Err(e) => report.errors.push(format!("lab `{run_id}`: removing `{}`: {e}", dir.display())),
+            Err(e) => report
+                .errors
+                .push(format!("lab `{run_id}`: removing `{}`: {e}", dir.display())),
         }
     }
     report.cleaned.push(cleaned);
@@ -285,7 +327,9 @@ fn clean_orphan(run_id: &str, name: &str, report: &mut CleanReport) {
             report.skipped.push(SkippedLab {
                 run_id: run_id.to_string(),
                 state_dir: None,
-                reason: format!("netns `{name}` belongs to a running harness (it holds the lab's lock)"),
+                reason: format!(
+                    "netns `{name}` belongs to a running harness (it holds the lab's lock)"
+                ),
             });
             return;
         }
@@ -317,10 +361,10 @@ fn empty_and_delete(name: &str) -> Result<(Vec<u32>, bool), LabError> {
     if netns::exists(name) {
         let me = std::process::id();
         for pid in netns::pids(name)?.into_iter().filter(|p| *p != me) {
-            if let Some(st) = procfs::stat(pid) {
-                if procfs::kill_if_same(pid, st.start_time) {
-                    killed.push(pid);
-                }
+            if let Some(st) = procfs::stat(pid)
+                && procfs::kill_if_same(pid, st.start_time)
+            {
+                killed.push(pid);
             }
         }
         // Declared, bounded wait: every killed pid gone (or a zombie) within 5 s.

@@ -19,14 +19,26 @@ use crate::errors::LabError;
 pub enum Intent {
     /// Always the first line: who owns the lab. `harness_start_time` is field 22 of
     /// `/proc/<pid>/stat`, so a reused pid is never mistaken for the harness.
-    Lab { run_id: String, netns: String, harness_pid: u32, harness_start_time: u64 },
+    Lab {
+        run_id: String,
+        netns: String,
+        harness_pid: u32,
+        harness_start_time: u64,
+    },
     /// About to create this network namespace.
     Netns { name: String },
     /// A node process was spawned (logged right after spawn: the pid is needed; the process dies
     /// with its spawner anyway through `PR_SET_PDEATHSIG`).
-    Process { node: String, pid: u32, start_time: u64 },
+    Process {
+        node: String,
+        pid: u32,
+        start_time: u64,
+    },
     /// About to apply a fault.
-    Fault { id: String, detail: serde_json::Value },
+    Fault {
+        id: String,
+        detail: serde_json::Value,
+    },
     /// A fault's undo completed.
     FaultUndone { id: String },
     /// Everything the lab made is gone (or `clean` made it so).
@@ -53,7 +65,10 @@ impl IntentLog {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|source| LabError::Io { path: path.clone(), source })?;
+            .map_err(|source| LabError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Ok(IntentLog { path, file })
     }
 
@@ -71,15 +86,20 @@ impl IntentLog {
         self.file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
-            .map_err(|source| LabError::Io { path: self.path.clone(), source })
+            .map_err(|source| LabError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
 /// Reads every intent in a log. A torn or unparsable line (a crash mid-write) is skipped and
 /// counted rather than failing, because `clean` must make progress on whatever is there.
 pub fn read(path: &Path) -> Result<(Vec<Intent>, usize), LabError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LabError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LabError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut intents = Vec::new();
     let mut bad = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -97,14 +117,29 @@ mod tests {
 
     #[test]
     fn lines_have_the_documented_shape_and_round_trip() {
-        let dir = std::env::temp_dir().join(format!("faultline-intent-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("faultline-intent-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut log = IntentLog::open(&dir).expect("open");
         let all = vec![
-            Intent::Lab { run_id: "ab".into(), netns: "faultline-ab".into(), harness_pid: 1, harness_start_time: 2 },
-            Intent::Netns { name: "faultline-ab".into() },
-            Intent::Process { node: "r1".into(), pid: 10, start_time: 11 },
-            Intent::Fault { id: "f1".into(), detail: serde_json::json!({"kill": ["r1"]}) },
+            Intent::Lab {
+                run_id: "ab".into(),
+                netns: "faultline-ab".into(),
+                harness_pid: 1,
+                harness_start_time: 2,
+            },
+            Intent::Netns {
+                name: "faultline-ab".into(),
+            },
+            Intent::Process {
+                node: "r1".into(),
+                pid: 10,
+                start_time: 11,
+            },
+            Intent::Fault {
+                id: "f1".into(),
+                detail: serde_json::json!({"kill": ["r1"]}),
+            },
             Intent::FaultUndone { id: "f1".into() },
             Intent::Closed,
         ];
@@ -112,10 +147,17 @@ mod tests {
             log.append(i).expect("append");
         }
         let text = std::fs::read_to_string(log.path()).expect("read");
-        assert!(text.contains(r#"{"op":"netns","name":"faultline-ab"}"#), "{text}");
+        assert!(
+            text.contains(r#"{"op":"netns","name":"faultline-ab"}"#),
+            "{text}"
+        );
         assert!(text.contains(r#"{"op":"closed"}"#), "{text}");
         // A torn last line and a line from the future are tolerated.
-        std::fs::write(log.path(), format!("{text}{{\"op\":\"martian\"}}\n{{\"op\":\"proc")).expect("write");
+        std::fs::write(
+            log.path(),
+            format!("{text}{{\"op\":\"martian\"}}\n{{\"op\":\"proc"),
+        )
+        .expect("write");
         let (read_back, bad) = read(log.path()).expect("read");
         assert_eq!(bad, 1);
         assert_eq!(&read_back[..all.len()], &all[..]);

@@ -44,7 +44,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-pub use clean::{CleanOptions, CleanReport, CleanedLab, SkippedLab, clean_leftovers, clean_leftovers_with};
+pub use clean::{
+    CleanOptions, CleanReport, CleanedLab, SkippedLab, clean_leftovers, clean_leftovers_with,
+};
 pub use intent::Intent;
 pub use netns::{NETNS_PREFIX, NETNS_RUN_DIR};
 pub use node::{NodeInfo, NodeSpec, Readiness, log_tail};
@@ -97,7 +99,8 @@ pub const fn proxy_listen_addr(k: u8) -> Ipv4Addr {
 
 fn is_executable_file(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The directory the lab's components are installed in: `$FAULTLINE_TOOLS`, else
@@ -106,24 +109,36 @@ pub fn tools_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("FAULTLINE_TOOLS").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(d));
     }
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache/faultline/bin"))
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache/faultline/bin"))
 }
 
 /// Resolves a component binary (`toxiproxy-server`, `redis-server`, ...): the tools dir first,
 /// then `PATH`. A name with a `/` is taken as a path.
 pub fn find_tool(name: &str) -> Result<PathBuf, LabError> {
-    let missing = || LabError::MissingBinary { binary: name.to_string() };
+    let missing = || LabError::MissingBinary {
+        binary: name.to_string(),
+    };
     if name.is_empty() {
         return Err(missing());
     }
     if name.contains('/') {
         let p = PathBuf::from(name);
-        return if is_executable_file(&p) { Ok(p) } else { Err(missing()) };
+        return if is_executable_file(&p) {
+            Ok(p)
+        } else {
+            Err(missing())
+        };
     }
-    let from_tools = tools_dir().map(|d| d.join(name)).filter(|p| is_executable_file(p));
+    let from_tools = tools_dir()
+        .map(|d| d.join(name))
+        .filter(|p| is_executable_file(p));
     let from_path = || {
         let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable_file(p))
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| is_executable_file(p))
     };
     from_tools.or_else(from_path).ok_or_else(missing)
 }
@@ -136,7 +151,10 @@ pub fn find_target_binary(name: &str) -> Result<PathBuf, LabError> {
     if let Some(d) = std::env::var_os("FAULTLINE_TARGETS_DIR").filter(|d| !d.is_empty()) {
         searched.push(PathBuf::from(d));
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         if let Some(parent) = dir.parent() {
             searched.push(dir.clone());
             searched.push(parent.to_path_buf());
@@ -144,12 +162,20 @@ pub fn find_target_binary(name: &str) -> Result<PathBuf, LabError> {
             searched.push(dir);
         }
     }
-    if let Some(found) = searched.iter().map(|d| d.join(name)).find(|p| is_executable_file(p)) {
+    if let Some(found) = searched
+        .iter()
+        .map(|d| d.join(name))
+        .find(|p| is_executable_file(p))
+    {
         return Ok(found);
     }
     Err(LabError::MissingTarget {
         binary: name.to_string(),
-        searched: searched.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", "),
+        searched: searched
+            .iter()
+            .map(|d| format!("`{}`", d.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
@@ -161,7 +187,9 @@ pub fn find_target_binary(name: &str) -> Result<PathBuf, LabError> {
 pub fn new_run_id() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 4];
-    let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok();
+    let random = File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
     if !random {
         // Good enough to avoid collisions between runs on one machine; not a secret.
         let nanos = std::time::SystemTime::now()
@@ -239,7 +267,10 @@ impl LabCore {
     fn log(&self, intent: &Intent) -> Result<(), LabError> {
         match lock(&self.intent).as_mut() {
             Some(log) => log.append(intent),
-            None => Err(LabError::Other(format!("lab `{}` is already shut down", self.id.run_id))),
+            None => Err(LabError::Other(format!(
+                "lab `{}` is already shut down",
+                self.id.run_id
+            ))),
         }
     }
 
@@ -253,7 +284,9 @@ impl LabCore {
     /// Deletes the namespace, writes `closed`, removes the state dir (unless kept), releases the
     /// lock. Callers stop the nodes first. Idempotent.
     fn close(&self) -> Result<(), LabError> {
-        let Some(lab_lock) = lock(&self.lock).take() else { return Ok(()) };
+        let Some(lab_lock) = lock(&self.lock).take() else {
+            return Ok(());
+        };
         let deleted = netns::delete(&self.id.netns);
         let mut log = lock(&self.intent).take();
         if let Err(e) = deleted {
@@ -271,7 +304,10 @@ impl LabCore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {
                     lab_lock.release();
-                    return Err(LabError::Io { path: self.id.state_dir.clone(), source });
+                    return Err(LabError::Io {
+                        path: self.id.state_dir.clone(),
+                        source,
+                    });
                 }
             }
         }
@@ -312,13 +348,22 @@ pub fn enter_new_lab(run_id: &str) -> Result<LabHandle, LabError> {
 /// Creates netns `faultline-<run_id>` (intent logged first), brings `lo` up in it and `setns`es
 /// the calling thread into it. Synchronous on purpose: call it before building the runtime so
 /// every runtime thread inherits the namespace. On error nothing is left behind.
+///
+/// The calling thread is never moved back: after shutdown it stays in the (then unnamed)
+/// namespace until it exits. Use a thread that lives as long as the lab (the CLI's main thread,
+/// or a dedicated test thread).
 pub fn enter_new_lab_with(run_id: &str, options: &LabOptions) -> Result<LabHandle, LabError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
         return Err(LabError::NotRoot { euid });
     }
-    if run_id.is_empty() || run_id.len() > 32 || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if run_id.is_empty()
+        || run_id.len() > 32
+        || !run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
         return Err(LabError::InvalidName {
             what: "run id",
             value: run_id.to_string(),
@@ -330,16 +375,37 @@ pub fn enter_new_lab_with(run_id: &str, options: &LabOptions) -> Result<LabHandl
         netns: format!("{NETNS_PREFIX}{run_id}"),
         state_dir: lab_state_dir(&options.state_root, run_id),
     };
-    let taken = || LabError::Other(format!("a lab with run id `{run_id}` already exists (hint: pick another run id)"));
+    let taken = || {
+        LabError::Other(format!(
+            "a lab with run id `{run_id}` already exists (hint: pick another run id)"
+        ))
+    };
     let lab_lock = netns::try_lock(&id.netns)?.ok_or_else(taken)?;
     if netns::exists(&id.netns) || id.state_dir.exists() {
         lab_lock.release();
         return Err(taken());
     }
     let labs_dir = options.state_root.join("labs");
-    std::fs::create_dir_all(&labs_dir).map_err(|source| LabError::Io { path: labs_dir.clone(), source })?;
-    std::fs::create_dir(&id.state_dir).map_err(|source| LabError::Io { path: id.state_dir.clone(), source })?;
-    let log = IntentLog::open(&id.state_dir)?;
+    let made = std::fs::create_dir_all(&labs_dir)
+        .map_err(|source| LabError::Io {
+            path: labs_dir.clone(),
+            source,
+        })
+        .and_then(|()| {
+            std::fs::create_dir(&id.state_dir).map_err(|source| LabError::Io {
+                path: id.state_dir.clone(),
+                source,
+            })
+        })
+        .and_then(|()| IntentLog::open(&id.state_dir));
+    let log = match made {
+        Ok(log) => log,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&id.state_dir);
+            lab_lock.release();
+            return Err(e);
+        }
+    };
     // From here on, dropping `core` (on any error below) undoes everything done so far.
     let mut core = LabCore {
         id: id.clone(),
@@ -355,7 +421,9 @@ pub fn enter_new_lab_with(run_id: &str, options: &LabOptions) -> Result<LabHandl
         harness_pid: me,
         harness_start_time: procfs::start_time(me).unwrap_or(0),
     })?;
-    core.log(&Intent::Netns { name: id.netns.clone() })?;
+    core.log(&Intent::Netns {
+        name: id.netns.clone(),
+    })?;
     netns::add(&id.netns)?;
     netns::set_lo_up(&id.netns)?;
     let ns = netns::open(&id.netns)?;
@@ -395,7 +463,10 @@ pub struct Lab {
 
 impl std::fmt::Debug for Lab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lab").field("id", &self.core.id).field("nodes", &self.node_names()).finish()
+        f.debug_struct("Lab")
+            .field("id", &self.core.id)
+            .field("nodes", &self.node_names())
+            .finish()
     }
 }
 
@@ -460,12 +531,18 @@ impl Lab {
     }
 
     fn slot(&self, node: &str) -> Result<Arc<tokio::sync::Mutex<NodeSlot>>, LabError> {
-        lock(&self.nodes).get(node).cloned().ok_or_else(|| LabError::UnknownNode(node.to_string()))
+        lock(&self.nodes)
+            .get(node)
+            .cloned()
+            .ok_or_else(|| LabError::UnknownNode(node.to_string()))
     }
 
     fn ensure_open(&self) -> Result<(), LabError> {
         if self.shutting_down.load(Ordering::SeqCst) {
-            return Err(LabError::Other(format!("lab `{}` is shutting down", self.run_id())));
+            return Err(LabError::Other(format!(
+                "lab `{}` is shutting down",
+                self.run_id()
+            )));
         }
         Ok(())
     }
@@ -480,7 +557,12 @@ impl Lab {
             let mut nodes = lock(&self.nodes);
             nodes
                 .entry(spec.name.clone())
-                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(NodeSlot { spec: spec.clone(), run: None })))
+                .or_insert_with(|| {
+                    Arc::new(tokio::sync::Mutex::new(NodeSlot {
+                        spec: spec.clone(),
+                        run: None,
+                    }))
+                })
                 .clone()
         };
         let mut slot = slot.lock().await;
@@ -499,15 +581,27 @@ impl Lab {
         let log_path = self.log_path(&spec.name);
         let mut spawned = node::spawn(&spec, &self.node_dir(&spec.name), &log_path, fd)?;
         let pid = spawned.pid;
-        let logged = self.core.log(&Intent::Process { node: spec.name.clone(), pid, start_time: spawned.start_time });
+        let logged = self.core.log(&Intent::Process {
+            node: spec.name.clone(),
+            pid,
+            start_time: spawned.start_time,
+        });
         let outcome = match logged {
             Ok(()) => node::wait_ready(&spec, &mut spawned, &log_path, fd).await,
             Err(e) => Err(e),
         };
         match outcome {
             Ok(ready_after) => {
-                slot.run = Some(Running { child: spawned.child, pid, paused: false });
-                Ok(NodeInfo { pid, ready_after, log_path })
+                slot.run = Some(Running {
+                    child: spawned.child,
+                    pid,
+                    paused: false,
+                });
+                Ok(NodeInfo {
+                    pid,
+                    ready_after,
+                    log_path,
+                })
             }
             Err(e) => {
                 // A node that is not ready is not left half-running.
@@ -522,30 +616,40 @@ impl Lab {
     pub async fn kill_node(&self, node: &str) -> Result<(), LabError> {
         let slot = self.slot(node)?;
         let mut slot = slot.lock().await;
-        let Some(mut run) = slot.run.take() else { return Err(LabError::NotRunning(node.to_string())) };
+        let Some(mut run) = slot.run.take() else {
+            return Err(LabError::NotRunning(node.to_string()));
+        };
         kill_and_reap(&mut run).await;
         Ok(())
     }
 
     /// SIGSTOPs the node's process group: sockets stay open, nothing answers.
     pub async fn pause_node(&self, node: &str) -> Result<(), LabError> {
-        let slot = self.slot(node)?;
-        let mut slot = slot.lock().await;
-        reap_if_exited(&mut slot);
-        let run = slot.run.as_mut().ok_or_else(|| LabError::NotRunning(node.to_string()))?;
-        procfs::signal_group(run.pid, Signal::SIGSTOP);
-        run.paused = true;
-        Ok(())
+        self.stop_or_continue(node, true).await
     }
 
     /// SIGCONTs the node's process group.
     pub async fn resume_node(&self, node: &str) -> Result<(), LabError> {
+        self.stop_or_continue(node, false).await
+    }
+
+    async fn stop_or_continue(&self, node: &str, pause: bool) -> Result<(), LabError> {
         let slot = self.slot(node)?;
         let mut slot = slot.lock().await;
         reap_if_exited(&mut slot);
-        let run = slot.run.as_mut().ok_or_else(|| LabError::NotRunning(node.to_string()))?;
-        procfs::signal_group(run.pid, Signal::SIGCONT);
-        run.paused = false;
+        let run = slot
+            .run
+            .as_mut()
+            .ok_or_else(|| LabError::NotRunning(node.to_string()))?;
+        procfs::signal_group(
+            run.pid,
+            if pause {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            },
+        );
+        run.paused = pause;
         Ok(())
     }
 
@@ -565,7 +669,9 @@ impl Lab {
     pub async fn stop_node(&self, node: &str, grace: Duration) -> Result<(), LabError> {
         let slot = self.slot(node)?;
         let mut slot = slot.lock().await;
-        let Some(mut run) = slot.run.take() else { return Err(LabError::NotRunning(node.to_string())) };
+        let Some(mut run) = slot.run.take() else {
+            return Err(LabError::NotRunning(node.to_string()));
+        };
         begin_terminate(&run);
         finish_terminate(&mut run, Instant::now() + grace).await;
         Ok(())
@@ -591,7 +697,10 @@ impl Lab {
     /// Copies every node's log to `<dir>/<node>.log` (call before `shutdown`, which removes the
     /// state dir). Returns the copies made.
     pub fn copy_logs_to(&self, dir: &Path) -> Result<Vec<PathBuf>, LabError> {
-        std::fs::create_dir_all(dir).map_err(|source| LabError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut copied = Vec::new();
         for node in self.node_names() {
             let from = self.log_path(&node);
@@ -599,7 +708,10 @@ impl Lab {
                 continue;
             }
             let to = dir.join(format!("{node}.log"));
-            std::fs::copy(&from, &to).map_err(|source| LabError::Io { path: from.clone(), source })?;
+            std::fs::copy(&from, &to).map_err(|source| LabError::Io {
+                path: from.clone(),
+                source,
+            })?;
             copied.push(to);
         }
         Ok(copied)
@@ -636,10 +748,10 @@ impl Drop for Lab {
     /// they are reaped at exit); `core`'s own drop then deletes the namespace.
     fn drop(&mut self) {
         for slot in lock(&self.nodes).values() {
-            if let Ok(mut slot) = slot.try_lock() {
-                if let Some(run) = slot.run.take() {
-                    procfs::signal_group(run.pid, Signal::SIGKILL);
-                }
+            if let Ok(mut slot) = slot.try_lock()
+                && let Some(run) = slot.run.take()
+            {
+                procfs::signal_group(run.pid, Signal::SIGKILL);
             }
         }
     }
@@ -647,10 +759,10 @@ impl Drop for Lab {
 
 /// Forgets a node process that exited by itself (a crash), reaping it.
 fn reap_if_exited(slot: &mut NodeSlot) {
-    if let Some(run) = slot.run.as_mut() {
-        if !matches!(run.child.try_wait(), Ok(None)) {
-            slot.run = None;
-        }
+    if let Some(run) = slot.run.as_mut()
+        && !matches!(run.child.try_wait(), Ok(None))
+    {
+        slot.run = None;
     }
 }
 

@@ -39,11 +39,18 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| LabError::Command { command: command.clone(), detail: e.to_string() })?;
+        .map_err(|e| LabError::Command {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(LabError::Command {
             command,
-            detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -73,7 +80,9 @@ pub fn delete(name: &str) -> Result<bool, LabError> {
 
 /// Names of every `faultline-*` namespace on the machine.
 pub fn list_ours() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(NETNS_RUN_DIR) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir(NETNS_RUN_DIR) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = dir
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
@@ -86,7 +95,10 @@ pub fn list_ours() -> Vec<String> {
 /// Pids of processes whose network namespace is `name`.
 pub fn pids(name: &str) -> Result<Vec<u32>, LabError> {
     let out = run("ip", &["netns", "pids", name])?;
-    Ok(out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+    Ok(out
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
 }
 
 /// Opens the namespace so that it can be entered (now, or by children in `pre_exec`).
@@ -119,19 +131,30 @@ pub fn lock_path(netns: &str) -> PathBuf {
 
 /// `Ok(None)` when another owner holds the lock.
 pub fn try_lock(netns: &str) -> Result<Option<LabLock>, LabError> {
-    std::fs::create_dir_all(LOCK_DIR)
-        .map_err(|source| LabError::Io { path: PathBuf::from(LOCK_DIR), source })?;
+    std::fs::create_dir_all(LOCK_DIR).map_err(|source| LabError::Io {
+        path: PathBuf::from(LOCK_DIR),
+        source,
+    })?;
     let path = lock_path(netns);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| LabError::Io { path: path.clone(), source })?;
+        .map_err(|source| LabError::Io {
+            path: path.clone(),
+            source,
+        })?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(flock) => Ok(Some(LabLock { path, _flock: flock })),
+        Ok(flock) => Ok(Some(LabLock {
+            path,
+            _flock: flock,
+        })),
         Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, errno)) => Err(LabError::Io { path, source: std::io::Error::from(errno) }),
+        Err((_, errno)) => Err(LabError::Io {
+            path,
+            source: std::io::Error::from(errno),
+        }),
     }
 }
 

@@ -59,7 +59,11 @@ pub struct NodeInfo {
 impl NodeSpec {
     /// A spec with no arguments or extra environment and a 30 s readiness deadline. Readiness
     /// has no default on purpose: every node declares how it is known to be up.
-    pub fn new(name: impl Into<String>, program: impl Into<PathBuf>, readiness: Readiness) -> NodeSpec {
+    pub fn new(
+        name: impl Into<String>,
+        program: impl Into<PathBuf>,
+        readiness: Readiness,
+    ) -> NodeSpec {
         NodeSpec {
             name: name.into(),
             program: program.into(),
@@ -97,7 +101,9 @@ impl NodeSpec {
 
 /// Node names become directory and file names: keep them boring.
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), LabError> {
-    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if name.is_empty() || name.len() > 64 || !ok_chars || name.starts_with('.') {
         return Err(LabError::InvalidName {
             what,
@@ -138,7 +144,14 @@ pub(crate) fn confine(cmd: &mut Command, netns_fd: RawFd) {
             if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died between fork and prctl: then no signal will ever come.
@@ -188,11 +201,19 @@ pub(crate) fn spawn(
         command: format!("{} {}", spec.program.display(), spec.args.join(" ")),
         detail: format!("cannot start node `{}`: {e}", spec.name),
     })?;
-    let pid = child.id().ok_or_else(|| LabError::Other(format!("node `{}` has no pid", spec.name)))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| LabError::Other(format!("node `{}` has no pid", spec.name)))?;
     // Field 22 is fixed at fork, so it is readable even while the child is still exec'ing. A
     // child that already exited and was reaped has no /proc entry: 0 never matches a process.
     let start_time = super::procfs::start_time(pid).unwrap_or(0);
-    Ok(Spawned { child, pid, start_time, log_offset, started_at })
+    Ok(Spawned {
+        child,
+        pid,
+        start_time,
+        log_offset,
+        started_at,
+    })
 }
 
 /// Scans a log file incrementally for a substring that may straddle two reads.
@@ -206,7 +227,8 @@ impl LogScanner {
     fn found(&mut self, needle: &str) -> Result<bool, String> {
         let needle = needle.as_bytes();
         let mut file = std::fs::File::open(&self.path).map_err(|e| e.to_string())?;
-        file.seek(SeekFrom::Start(self.offset)).map_err(|e| e.to_string())?;
+        file.seek(SeekFrom::Start(self.offset))
+            .map_err(|e| e.to_string())?;
         let mut fresh = Vec::new();
         file.read_to_end(&mut fresh).map_err(|e| e.to_string())?;
         self.offset += fresh.len() as u64;
@@ -253,7 +275,11 @@ pub(crate) async fn wait_ready(
     netns_fd: RawFd,
 ) -> Result<Duration, LabError> {
     let deadline = spawned.started_at + spec.ready_timeout;
-    let mut scanner = LogScanner { path: log_path.to_path_buf(), offset: spawned.log_offset, carry: Vec::new() };
+    let mut scanner = LogScanner {
+        path: log_path.to_path_buf(),
+        offset: spawned.log_offset,
+        carry: Vec::new(),
+    };
     let http = match &spec.readiness {
         Readiness::Http { .. } => Some(
             reqwest::Client::builder()
@@ -267,10 +293,12 @@ pub(crate) async fn wait_ready(
     let mut backoff = Duration::from_millis(10);
     let mut last = String::from("no check has run yet");
     loop {
-        let exited = spawned.child.try_wait().map_err(|e| LabError::Other(format!(
-            "cannot poll node `{}` (pid {}): {e}",
-            spec.name, spawned.pid
-        )))?;
+        let exited = spawned.child.try_wait().map_err(|e| {
+            LabError::Other(format!(
+                "cannot poll node `{}` (pid {}): {e}",
+                spec.name, spawned.pid
+            ))
+        })?;
         if let Some(status) = exited {
             return Err(LabError::ExitedEarly {
                 node: spec.name.clone(),
@@ -291,7 +319,15 @@ pub(crate) async fn wait_ready(
         }
         // A single check may not outlive the deadline, nor hog it (so early exit is noticed).
         let budget = (deadline - now).min(Duration::from_secs(2));
-        match check(&spec.readiness, &mut scanner, http.as_ref(), budget, netns_fd).await {
+        match check(
+            &spec.readiness,
+            &mut scanner,
+            http.as_ref(),
+            budget,
+            netns_fd,
+        )
+        .await
+        {
             Ok(()) => return Ok(spawned.started_at.elapsed()),
             Err(why) => last = why,
         }
@@ -332,7 +368,10 @@ async fn check(
         }
         Readiness::Command { program, args } => {
             let mut cmd = Command::new(program);
-            cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+            cmd.args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
             cmd.kill_on_drop(true);
             confine(&mut cmd, netns_fd);
             let shown = format!("{} {}", program.display(), args.join(" "));

@@ -1,8 +1,12 @@
 //! Network partitions between address groups: nftables rules in the lab namespace, table
-//! `inet faultline`, chain `output`.
+//! `inet faultline`, chain `partitions` on the `input` hook.
 //!
-//! Every lab address lives on `lo`, so every packet between nodes is locally generated and
-//! passes the `output` hook once: dropping there by source and destination address is enough.
+//! Every lab address lives on `lo`, so every packet between nodes passes `output` on the way out
+//! and `input` on the way back in, once each; dropping by source and destination address at
+//! either is enough. `input` is used, not `output`: a drop in `output` is reported to the sender
+//! (`sendto` fails with EPERM at once), which no real network does; a drop in `input` is silent
+//! loss, so senders see what a partition looks like (timeouts). Measured on this kernel: TCP
+//! connects time out either way, UDP sends fail only with `output`.
 //! A `OneWay` partition drops only a->b packets; over TCP that still breaks connections in both
 //! directions (b's SYN gets through, a's SYN-ACK does not), while datagrams b->a arrive.
 //!
@@ -27,7 +31,7 @@ use tokio::io::AsyncWriteExt;
 use crate::errors::LabError;
 
 pub const TABLE: &str = "inet faultline";
-pub const CHAIN: &str = "output";
+pub const CHAIN: &str = "partitions";
 
 /// Which traffic a partition drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,13 +67,24 @@ fn describe(addrs: &[Ipv4Addr]) -> String {
 }
 
 /// The `nft -f -` script that adds one partition (creating the table and chain if needed).
-pub fn script(id: u64, a: &[Ipv4Addr], b: &[Ipv4Addr], direction: Direction) -> Result<String, LabError> {
-    let err = |detail: String| LabError::Partition { a: describe(a), b: describe(b), detail };
+pub fn script(
+    id: u64,
+    a: &[Ipv4Addr],
+    b: &[Ipv4Addr],
+    direction: Direction,
+) -> Result<String, LabError> {
+    let err = |detail: String| LabError::Partition {
+        a: describe(a),
+        b: describe(b),
+        detail,
+    };
     if a.is_empty() || b.is_empty() {
         return Err(err("both sides need at least one address".into()));
     }
     if let Some(bad) = a.iter().chain(b).find(|ip| !ip.is_loopback()) {
-        return Err(err(format!("`{bad}` is not a loopback address (hint: lab nodes live on 127.0.<group>.<n>)")));
+        return Err(err(format!(
+            "`{bad}` is not a loopback address (hint: lab nodes live on 127.0.<group>.<n>)"
+        )));
     }
     let sa: BTreeSet<Ipv4Addr> = a.iter().copied().collect();
     let sb: BTreeSet<Ipv4Addr> = b.iter().copied().collect();
@@ -80,10 +95,23 @@ pub fn script(id: u64, a: &[Ipv4Addr], b: &[Ipv4Addr], direction: Direction) -> 
     let mut s = String::new();
     // `add` (not `create`) is a no-op for an existing table/chain: every partition can carry it.
     let _ = writeln!(s, "add table {TABLE}");
-    let _ = writeln!(s, "add chain {TABLE} {CHAIN} {{ type filter hook output priority 0; policy accept; }}");
-    let _ = writeln!(s, "add rule {TABLE} {CHAIN} ip saddr {} ip daddr {} drop comment \"{c}\"", set(&sa), set(&sb));
+    let _ = writeln!(
+        s,
+        "add chain {TABLE} {CHAIN} {{ type filter hook input priority 0; policy accept; }}"
+    );
+    let _ = writeln!(
+        s,
+        "add rule {TABLE} {CHAIN} ip saddr {} ip daddr {} drop comment \"{c}\"",
+        set(&sa),
+        set(&sb)
+    );
     if direction == Direction::Both {
-        let _ = writeln!(s, "add rule {TABLE} {CHAIN} ip saddr {} ip daddr {} drop comment \"{c}\"", set(&sb), set(&sa));
+        let _ = writeln!(
+            s,
+            "add rule {TABLE} {CHAIN} ip saddr {} ip daddr {} drop comment \"{c}\"",
+            set(&sb),
+            set(&sa)
+        );
     }
     Ok(s)
 }
@@ -91,17 +119,26 @@ pub fn script(id: u64, a: &[Ipv4Addr], b: &[Ipv4Addr], direction: Direction) -> 
 /// Runs `nft` inside the lab namespace, feeding `stdin` when given.
 async fn nft(netns_fd: RawFd, args: &[&str], stdin: Option<&str>) -> Result<String, LabError> {
     let shown = format!("nft {}", args.join(" "));
-    let fail = |detail: String| LabError::Command { command: shown.clone(), detail };
+    let fail = |detail: String| LabError::Command {
+        command: shown.clone(),
+        detail,
+    };
     let mut cmd = tokio::process::Command::new("nft");
     cmd.args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     super::node::confine(&mut cmd, netns_fd);
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).await.map_err(|e| fail(format!("writing the script: {e}")))?;
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(|e| fail(format!("writing the script: {e}")))?;
         // Dropping the pipe closes it, which ends nft's input.
     }
     let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
@@ -109,7 +146,11 @@ async fn nft(netns_fd: RawFd, args: &[&str], stdin: Option<&str>) -> Result<Stri
         .map_err(|_| fail("timed out after 10 s".into()))?
         .map_err(|e| fail(e.to_string()))?;
     if !out.status.success() {
-        let mut detail = format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        let mut detail = format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         if let Some(text) = stdin {
             let _ = write!(detail, "\nscript:\n{text}");
         }
@@ -135,7 +176,9 @@ pub(crate) async fn apply(
     let out = nft(netns_fd, &["--echo", "--handle", "-f", "-"], Some(&text)).await?;
     let rule_handles = out
         .lines()
-        .filter(|l| l.starts_with("add rule ") && l.contains(&format!("comment \"{}\"", comment(id))))
+        .filter(|l| {
+            l.starts_with("add rule ") && l.contains(&format!("comment \"{}\"", comment(id)))
+        })
         .filter_map(handle_of)
         .collect();
     Ok(PartitionHandle { id, rule_handles })
@@ -143,14 +186,26 @@ pub(crate) async fn apply(
 
 /// Removes the partition's rules that still exist; returns how many were removed.
 pub(crate) async fn heal(netns_fd: RawFd, handle: &PartitionHandle) -> Result<usize, LabError> {
-    let listing = match nft(netns_fd, &["--handle", "list", "chain", "inet", "faultline", CHAIN], None).await {
+    let listing = match nft(
+        netns_fd,
+        &["--handle", "list", "chain", "inet", "faultline", CHAIN],
+        None,
+    )
+    .await
+    {
         Ok(l) => l,
         // No table or chain: nothing of ours can be left.
-        Err(LabError::Command { detail, .. }) if detail.contains("No such file or directory") => return Ok(0),
+        Err(LabError::Command { detail, .. }) if detail.contains("No such file or directory") => {
+            return Ok(0);
+        }
         Err(e) => return Err(e),
     };
     let marker = format!("comment \"{}\"", comment(handle.id));
-    let doomed: Vec<u64> = listing.lines().filter(|l| l.contains(&marker)).filter_map(handle_of).collect();
+    let doomed: Vec<u64> = listing
+        .lines()
+        .filter(|l| l.contains(&marker))
+        .filter_map(handle_of)
+        .collect();
     if doomed.is_empty() {
         return Ok(0);
     }
@@ -172,9 +227,12 @@ mod tests {
         let b = [Ipv4Addr::new(127, 0, 2, 1)];
         let s = script(7, &a, &b, Direction::Both).expect("valid");
         assert!(s.contains(
-            "add rule inet faultline output ip saddr { 127.0.1.1, 127.0.1.2 } ip daddr { 127.0.2.1 } drop comment \"faultline-partition-7\""
+            "add rule inet faultline partitions ip saddr { 127.0.1.1, 127.0.1.2 } ip daddr { 127.0.2.1 } drop comment \"faultline-partition-7\""
         ), "{s}");
-        assert!(s.contains("ip saddr { 127.0.2.1 } ip daddr { 127.0.1.1, 127.0.1.2 } drop"), "{s}");
+        assert!(
+            s.contains("ip saddr { 127.0.2.1 } ip daddr { 127.0.1.1, 127.0.1.2 } drop"),
+            "{s}"
+        );
         let one = script(7, &a, &b, Direction::OneWay).expect("valid");
         assert_eq!(one.matches("add rule").count(), 1);
     }
@@ -184,13 +242,21 @@ mod tests {
         let lo = Ipv4Addr::new(127, 0, 1, 1);
         assert!(script(1, &[], &[lo], Direction::Both).is_err());
         assert!(script(1, &[lo], &[lo], Direction::Both).is_err());
-        let e = script(1, &[lo], &[Ipv4Addr::new(10, 0, 0, 1)], Direction::Both).expect_err("not loopback");
-        assert!(e.to_string().contains("`10.0.0.1` is not a loopback address"), "{e}");
+        let e = script(1, &[lo], &[Ipv4Addr::new(10, 0, 0, 1)], Direction::Both)
+            .expect_err("not loopback");
+        assert!(
+            e.to_string()
+                .contains("`10.0.0.1` is not a loopback address"),
+            "{e}"
+        );
     }
 
     #[test]
     fn reads_rule_handles() {
-        assert_eq!(handle_of("ip saddr 127.0.2.1 drop comment \"x\" # handle 4"), Some(4));
+        assert_eq!(
+            handle_of("ip saddr 127.0.2.1 drop comment \"x\" # handle 4"),
+            Some(4)
+        );
         assert_eq!(handle_of("table inet faultline {"), None);
     }
 }

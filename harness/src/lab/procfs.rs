@@ -61,7 +61,10 @@ pub fn is_alive(pid: u32) -> bool {
 
 fn as_pid(pid: u32) -> Option<Pid> {
     // pid 0 and values beyond i32 would address process groups or nothing at all.
-    i32::try_from(pid).ok().filter(|p| *p > 1).map(Pid::from_raw)
+    i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 1)
+        .map(Pid::from_raw)
 }
 
 /// Signals the process group led by `pid` (nodes are always spawned as group leaders). Errors
@@ -97,7 +100,15 @@ mod tests {
     fn parses_stat_with_awkward_command_names() {
         let line = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         let st = parse_stat(line).expect("parses");
-        assert_eq!(st, ProcStat { state: 'S', ppid: 1, pgid: 1234, start_time: 987654 });
+        assert_eq!(
+            st,
+            ProcStat {
+                state: 'S',
+                ppid: 1,
+                pgid: 1234,
+                start_time: 987654
+            }
+        );
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("1 (x) S 1").is_none());
     }

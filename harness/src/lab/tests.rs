@@ -16,12 +16,17 @@ use super::*;
 use crate::faults::{self, FaultAction, FaultContext};
 use crate::toxiproxy::{NewProxy, Stream, ToxicSpec, Toxiproxy};
 
+/// Shared by every run of these tests; `clean` in tests always names its run ids, so runs (and
+/// other labs) never touch each other's state.
 fn test_root() -> PathBuf {
-    std::env::temp_dir().join(format!("faultline-lab-tests-{}", std::process::id()))
+    std::env::temp_dir().join("faultline-lab-tests")
 }
 
 fn options() -> LabOptions {
-    LabOptions { state_root: test_root(), keep_state: false }
+    LabOptions {
+        state_root: test_root(),
+        keep_state: false,
+    }
 }
 
 /// Runs `f` in a fresh lab on its own thread, shuts the lab down, and checks nothing is left.
@@ -33,16 +38,30 @@ where
     let joined = std::thread::spawn(move || {
         let handle = enter_new_lab_with(&new_run_id(), &options()).expect("enter a new lab");
         let id = handle.id().clone();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
             let lab = Arc::new(Lab::new(handle));
             f(lab.clone()).await;
             lab.shutdown().await.expect("shutdown");
             lab.shutdown().await.expect("a second shutdown is a no-op");
         });
-        assert!(!netns::exists(&id.netns), "netns `{}` left behind", id.netns);
-        assert!(!id.state_dir.exists(), "state dir `{}` left behind", id.state_dir.display());
-        assert!(!netns::lock_path(&id.netns).exists(), "lock file left behind");
+        assert!(
+            !netns::exists(&id.netns),
+            "netns `{}` left behind",
+            id.netns
+        );
+        assert!(
+            !id.state_dir.exists(),
+            "state dir `{}` left behind",
+            id.state_dir.display()
+        );
+        assert!(
+            !netns::lock_path(&id.netns).exists(),
+            "lock file left behind"
+        );
     })
     .join();
     if let Err(panic) = joined {
@@ -52,23 +71,54 @@ where
 
 fn redis_spec(lab: &Lab, name: &str, ip: Ipv4Addr) -> NodeSpec {
     let dir = lab.node_dir(name).display().to_string();
-    NodeSpec::new(name, find_tool("redis-server").expect("redis-server installed"), Readiness::TcpPort(SocketAddr::new(ip.into(), REDIS_PORT)))
-        .args(["--bind", &ip.to_string(), "--port", &REDIS_PORT.to_string(), "--dir", &dir])
-        // `always`: a SET acknowledged just before SIGKILL must be in the AOF.
-        .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
-        .args(["--protected-mode", "no", "--daemonize", "no", "--logfile", ""])
-        .ready_timeout(Duration::from_secs(10))
+    NodeSpec::new(
+        name,
+        find_tool("redis-server").expect("redis-server installed"),
+        // Not `TcpPort`: redis accepts connections while it loads its AOF and answers them
+        // `-LOADING` (seen after kill + restart); this line comes once the data is loaded.
+        Readiness::LogLine("Ready to accept connections".into()),
+    )
+    .args([
+        "--bind",
+        &ip.to_string(),
+        "--port",
+        &REDIS_PORT.to_string(),
+        "--dir",
+        &dir,
+    ])
+    // `always`: a SET acknowledged just before SIGKILL must be in the AOF.
+    .args([
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+    ])
+    .args([
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+        "--logfile",
+        "",
+    ])
+    .ready_timeout(Duration::from_secs(10))
 }
 
 /// One RESP command; the reply as text (`PONG`, `OK`, the bulk string, `(nil)`, `ERR ...`).
 async fn redis(addr: SocketAddr, parts: &[&str], within: Duration) -> Result<String, String> {
     let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let mut req = format!("*{}\r\n", parts.len());
         for p in parts {
             req.push_str(&format!("${}\r\n{p}\r\n", p.len()));
         }
-        s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut buf = Vec::new();
         loop {
             let mut chunk = [0u8; 512];
@@ -82,7 +132,9 @@ async fn redis(addr: SocketAddr, parts: &[&str], within: Duration) -> Result<Str
             }
         }
     };
-    tokio::time::timeout(within, exchange).await.map_err(|_| "timed out".to_string())?
+    tokio::time::timeout(within, exchange)
+        .await
+        .map_err(|_| "timed out".to_string())?
 }
 
 fn parse_reply(buf: &[u8]) -> Option<String> {
@@ -109,20 +161,38 @@ fn redis_runs_inside_the_lab_and_answers() {
     in_lab(|lab| async move {
         let ip = node_addr(1, 1);
         let addr = SocketAddr::new(ip.into(), REDIS_PORT);
-        let info = lab.start_node(&redis_spec(&lab, "r1", ip)).await.expect("redis starts");
+        // TcpPort readiness: fine on a first start with no data to load.
+        let mut spec = redis_spec(&lab, "r1", ip);
+        spec.readiness = Readiness::TcpPort(addr);
+        let info = lab.start_node(&spec).await.expect("redis starts");
         assert_eq!(redis(addr, &["PING"], QUICK).await.as_deref(), Ok("PONG"));
         assert!(info.log_path.exists());
         assert!(info.ready_after < Duration::from_secs(10));
         // The process lives in the lab's namespace, not the host's.
         let inside = netns::pids(lab.netns()).expect("ip netns pids");
-        assert!(inside.contains(&info.pid), "pid {} not in {inside:?}", info.pid);
+        assert!(
+            inside.contains(&info.pid),
+            "pid {} not in {inside:?}",
+            info.pid
+        );
         // The intent log recorded it with its start time.
-        let (intents, _) = intent::read(&lab.state_dir().join(IntentLog::FILE_NAME)).expect("intent log");
+        let (intents, _) =
+            intent::read(&lab.state_dir().join(IntentLog::FILE_NAME)).expect("intent log");
         let start = procfs::start_time(info.pid).expect("stat");
-        assert!(intents.contains(&Intent::Process { node: "r1".into(), pid: info.pid, start_time: start }), "{intents:?}");
+        assert!(
+            intents.contains(&Intent::Process {
+                node: "r1".into(),
+                pid: info.pid,
+                start_time: start
+            }),
+            "{intents:?}"
+        );
         assert!(matches!(intents.first(), Some(Intent::Lab { .. })));
         // Starting a running node again is refused.
-        let again = lab.start_node(&redis_spec(&lab, "r1", ip)).await.expect_err("already running");
+        let again = lab
+            .start_node(&redis_spec(&lab, "r1", ip))
+            .await
+            .expect_err("already running");
         assert!(matches!(again, LabError::AlreadyRunning(_)), "{again}");
         // A clean meanwhile leaves a live lab alone.
         let report = clean_leftovers_with(&CleanOptions {
@@ -133,7 +203,10 @@ fn redis_runs_inside_the_lab_and_answers() {
         })
         .expect("clean");
         assert!(report.cleaned.is_empty(), "{report}");
-        assert!(report.skipped[0].reason.contains("still running"), "{report}");
+        assert!(
+            report.skipped[0].reason.contains("still running"),
+            "{report}"
+        );
         assert_eq!(redis(addr, &["PING"], QUICK).await.as_deref(), Ok("PONG"));
         // Logs can be kept past shutdown.
         let keep = test_root().join(format!("kept-{}", lab.run_id()));
@@ -147,9 +220,13 @@ fn redis_runs_inside_the_lab_and_answers() {
 fn latency_toxic_slows_requests_until_undone_and_link_down_refuses() {
     in_lab(|lab| async move {
         let redis_ip = node_addr(1, 1);
-        lab.start_node(&redis_spec(&lab, "r1", redis_ip)).await.expect("redis starts");
+        lab.start_node(&redis_spec(&lab, "r1", redis_ip))
+            .await
+            .expect("redis starts");
         let api = SocketAddr::new(node_addr(2, 1).into(), TOXIPROXY_API_PORT);
-        let (tp, _) = Toxiproxy::start_server(&lab, "toxiproxy", api).await.expect("toxiproxy starts");
+        let (tp, _) = Toxiproxy::start_server(&lab, "toxiproxy", api)
+            .await
+            .expect("toxiproxy starts");
         assert!(!tp.version().await.expect("version").is_empty());
         let listen = SocketAddr::new(proxy_listen_addr(1).into(), REDIS_PORT);
         tp.create_proxy(&NewProxy {
@@ -166,17 +243,25 @@ fn latency_toxic_slows_requests_until_undone_and_link_down_refuses() {
         let latency = Duration::from_millis(200);
         let action = FaultAction::Toxic {
             proxy: "redis".into(),
-            spec: ToxicSpec::Latency { latency_ms: 200, jitter_ms: 0 },
+            spec: ToxicSpec::Latency {
+                latency_ms: 200,
+                jitter_ms: 0,
+            },
             stream: Stream::Downstream,
             toxicity: 1.0,
         };
-        let mut guard = faults::apply(&ctx, "slow-redis", &action).await.expect("toxic applied");
+        let mut guard = faults::apply(&ctx, "slow-redis", &action)
+            .await
+            .expect("toxic applied");
         assert!(guard.is_active());
         assert_eq!(tp.proxy("redis").await.expect("proxy").toxics.len(), 1);
         let t = Instant::now();
         assert_eq!(redis(listen, &["PING"], QUICK).await.as_deref(), Ok("PONG"));
         let slow = t.elapsed();
-        assert!(slow >= latency, "PING through a {latency:?} toxic took only {slow:?}");
+        assert!(
+            slow >= latency,
+            "PING through a {latency:?} toxic took only {slow:?}"
+        );
 
         guard.undo().await.expect("undo");
         assert!(!guard.is_active());
@@ -187,23 +272,103 @@ fn latency_toxic_slows_requests_until_undone_and_link_down_refuses() {
         assert!(fast < latency, "PING after undo still took {fast:?}");
         assert!(tp.proxy("redis").await.expect("proxy").toxics.is_empty());
 
-        let mut down = faults::apply(&ctx, "link-down", &FaultAction::LinkDown { proxy: "redis".into() }).await.expect("link down");
-        let refused = redis(listen, &["PING"], QUICK).await.expect_err("proxy disabled");
+        let mut down = faults::apply(
+            &ctx,
+            "link-down",
+            &FaultAction::LinkDown {
+                proxy: "redis".into(),
+            },
+        )
+        .await
+        .expect("link down");
+        let refused = redis(listen, &["PING"], QUICK)
+            .await
+            .expect_err("proxy disabled");
         assert!(refused.contains("connect"), "{refused}");
         down.undo().await.expect("link up");
         assert_eq!(redis(listen, &["PING"], QUICK).await.as_deref(), Ok("PONG"));
 
+        // Every toxic type is accepted by the real server with the attributes we send.
+        let every = [
+            ToxicSpec::Latency {
+                latency_ms: 1,
+                jitter_ms: 1,
+            },
+            ToxicSpec::Bandwidth {
+                rate_kb_per_s: 1000,
+            },
+            ToxicSpec::SlowClose { delay_ms: 1 },
+            ToxicSpec::Timeout { timeout_ms: 1000 },
+            ToxicSpec::ResetPeer { timeout_ms: 1000 },
+            ToxicSpec::Slicer {
+                average_size: 64,
+                size_variation: 8,
+                delay_us: 10,
+            },
+            ToxicSpec::LimitData { bytes: 100_000 },
+        ];
+        for spec in &every {
+            let new = crate::toxiproxy::NewToxic {
+                name: format!("t_{}", spec.kind()),
+                stream: Stream::Upstream,
+                toxicity: 0.5,
+                spec: spec.clone(),
+            };
+            let made = tp.add_toxic("redis", &new).await.expect("toxic accepted");
+            assert_eq!(
+                (made.kind.as_str(), made.stream, made.toxicity),
+                (spec.kind(), Stream::Upstream, 0.5)
+            );
+            let back: ToxicSpec = serde_json::from_value(
+                serde_json::json!({"type": made.kind, "attributes": made.attributes}),
+            )
+            .expect("attributes read back");
+            assert_eq!(&back, spec);
+        }
+        assert_eq!(
+            tp.proxy("redis").await.expect("proxy").toxics.len(),
+            every.len()
+        );
+        tp.reset().await.expect("reset");
+        assert!(
+            tp.proxies().await.expect("proxies")["redis"]
+                .toxics
+                .is_empty()
+        );
+
         // Errors name the call and carry the server's answer.
         let missing = tp.proxy("nope").await.expect_err("no such proxy");
         let shown = missing.to_string();
-        assert!(shown.contains("GET /proxies/nope") && shown.contains("404"), "{shown}");
+        assert!(
+            shown.contains("GET /proxies/nope") && shown.contains("404"),
+            "{shown}"
+        );
 
-        let (intents, _) = intent::read(&lab.state_dir().join(IntentLog::FILE_NAME)).expect("intent log");
+        let (intents, _) =
+            intent::read(&lab.state_dir().join(IntentLog::FILE_NAME)).expect("intent log");
         let pos = |want: &Intent| intents.iter().position(|i| i == want);
-        let applied = intents.iter().position(|i| matches!(i, Intent::Fault { id, .. } if id == "slow-redis"));
-        let undone = pos(&Intent::FaultUndone { id: "slow-redis".into() });
-        assert!(applied.is_some() && undone.is_some() && applied < undone, "{intents:?}");
-        assert_eq!(intents.iter().filter(|i| **i == Intent::FaultUndone { id: "slow-redis".into() }).count(), 1);
+        let applied = intents
+            .iter()
+            .position(|i| matches!(i, Intent::Fault { id, .. } if id == "slow-redis"));
+        let undone = pos(&Intent::FaultUndone {
+            id: "slow-redis".into(),
+        });
+        assert!(
+            applied.is_some() && undone.is_some() && applied < undone,
+            "{intents:?}"
+        );
+        assert_eq!(
+            intents
+                .iter()
+                .filter(|i| **i
+                    == Intent::FaultUndone {
+                        id: "slow-redis".into()
+                    })
+                .count(),
+            1
+        );
+        tp.delete_proxy("redis").await.expect("proxy deleted");
+        assert!(tp.proxies().await.expect("proxies").is_empty());
     });
 }
 
@@ -212,15 +377,32 @@ fn pause_stalls_a_node_and_resume_brings_it_back() {
     in_lab(|lab| async move {
         let ip = node_addr(1, 1);
         let addr = SocketAddr::new(ip.into(), REDIS_PORT);
-        lab.start_node(&redis_spec(&lab, "r1", ip)).await.expect("redis starts");
+        lab.start_node(&redis_spec(&lab, "r1", ip))
+            .await
+            .expect("redis starts");
         let ctx = FaultContext::new(lab.clone(), None);
-        let mut guard = faults::apply(&ctx, "pause", &FaultAction::Pause { nodes: vec!["r1".into()] }).await.expect("paused");
+        let mut guard = faults::apply(
+            &ctx,
+            "pause",
+            &FaultAction::Pause {
+                nodes: vec!["r1".into()],
+            },
+        )
+        .await
+        .expect("paused");
         let stalled = redis(addr, &["PING"], Duration::from_millis(500)).await;
         assert_eq!(stalled, Err("timed out".to_string()));
         guard.undo().await.expect("resumed");
         assert_eq!(redis(addr, &["PING"], QUICK).await.as_deref(), Ok("PONG"));
         // A fault naming an unknown node fails, and rolls back what it did first.
-        let partial = faults::apply(&ctx, "pause2", &FaultAction::Pause { nodes: vec!["r1".into(), "ghost".into()] }).await;
+        let partial = faults::apply(
+            &ctx,
+            "pause2",
+            &FaultAction::Pause {
+                nodes: vec!["r1".into(), "ghost".into()],
+            },
+        )
+        .await;
         assert!(partial.is_err());
         assert_eq!(redis(addr, &["PING"], QUICK).await.as_deref(), Ok("PONG"));
     });
@@ -231,25 +413,60 @@ fn kill_then_undo_restarts_with_the_same_data() {
     in_lab(|lab| async move {
         let ip = node_addr(1, 1);
         let addr = SocketAddr::new(ip.into(), REDIS_PORT);
-        let first = lab.start_node(&redis_spec(&lab, "r1", ip)).await.expect("redis starts");
-        assert_eq!(redis(addr, &["SET", "k", "survives"], QUICK).await.as_deref(), Ok("OK"));
+        let first = lab
+            .start_node(&redis_spec(&lab, "r1", ip))
+            .await
+            .expect("redis starts");
+        assert_eq!(
+            redis(addr, &["SET", "k", "survives"], QUICK)
+                .await
+                .as_deref(),
+            Ok("OK")
+        );
         let ctx = FaultContext::new(lab.clone(), None);
-        let mut guard = faults::apply(&ctx, "kill", &FaultAction::Kill { nodes: vec!["r1".into()] }).await.expect("killed");
+        let mut guard = faults::apply(
+            &ctx,
+            "kill",
+            &FaultAction::Kill {
+                nodes: vec!["r1".into()],
+            },
+        )
+        .await
+        .expect("killed");
         assert!(!procfs::is_alive(first.pid));
         assert_eq!(lab.node_pid("r1").await, None);
         assert!(redis(addr, &["PING"], QUICK).await.is_err());
         guard.undo().await.expect("restarted");
         let second = lab.node_pid("r1").await.expect("running again");
         assert_ne!(second, first.pid);
-        assert_eq!(redis(addr, &["GET", "k"], QUICK).await.as_deref(), Ok("survives"));
+        assert_eq!(
+            redis(addr, &["GET", "k"], QUICK).await.as_deref(),
+            Ok("survives")
+        );
         // Restart is instantaneous: nothing left to undo, data still there.
-        let guard = faults::apply(&ctx, "bounce", &FaultAction::Restart { nodes: vec!["r1".into()] }).await.expect("restarted");
+        let guard = faults::apply(
+            &ctx,
+            "bounce",
+            &FaultAction::Restart {
+                nodes: vec!["r1".into()],
+            },
+        )
+        .await
+        .expect("restarted");
         assert!(!guard.is_active());
         assert_ne!(lab.node_pid("r1").await, Some(second));
-        assert_eq!(redis(addr, &["GET", "k"], QUICK).await.as_deref(), Ok("survives"));
+        assert_eq!(
+            redis(addr, &["GET", "k"], QUICK).await.as_deref(),
+            Ok("survives")
+        );
         // A graceful stop, then the node is not running.
-        lab.stop_node("r1", Duration::from_secs(5)).await.expect("stopped");
-        assert!(matches!(lab.kill_node("r1").await, Err(LabError::NotRunning(_))));
+        lab.stop_node("r1", Duration::from_secs(5))
+            .await
+            .expect("stopped");
+        assert!(matches!(
+            lab.kill_node("r1").await,
+            Err(LabError::NotRunning(_))
+        ));
     });
 }
 
@@ -260,14 +477,19 @@ async fn connects(from: Ipv4Addr, to: SocketAddr) -> bool {
         sock.bind(SocketAddr::new(from.into(), 0))?;
         sock.connect(to).await
     };
-    matches!(tokio::time::timeout(Duration::from_millis(300), attempt).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(Duration::from_millis(300), attempt).await,
+        Ok(Ok(_))
+    )
 }
 
 #[test]
 fn partition_blocks_traffic_and_heal_restores_it() {
     in_lab(|lab| async move {
         let (a, b) = (node_addr(1, 1), node_addr(2, 1));
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(b.into(), 7000)).await.expect("listen");
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(b.into(), 7000))
+            .await
+            .expect("listen");
         let target = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             // Keep accepting so connects complete; the sockets are dropped at once.
@@ -276,8 +498,14 @@ fn partition_blocks_traffic_and_heal_restores_it() {
         assert!(connects(a, target).await, "baseline connect failed");
 
         let ctx = FaultContext::new(lab.clone(), None);
-        let action = FaultAction::Partition { a: vec![a], b: vec![b], direction: Direction::Both };
-        let mut guard = faults::apply(&ctx, "split", &action).await.expect("partitioned");
+        let action = FaultAction::Partition {
+            a: vec![a],
+            b: vec![b],
+            direction: Direction::Both,
+        };
+        let mut guard = faults::apply(&ctx, "split", &action)
+            .await
+            .expect("partitioned");
         assert!(!connects(a, target).await, "connect crossed the partition");
         // Other pairs are unaffected.
         assert!(connects(node_addr(3, 1), target).await);
@@ -286,22 +514,39 @@ fn partition_blocks_traffic_and_heal_restores_it() {
         guard.undo().await.expect("healing twice is fine");
 
         // One way: datagrams a->b are dropped, b->a arrive.
-        let ua = tokio::net::UdpSocket::bind(SocketAddr::new(a.into(), 7001)).await.expect("udp a");
-        let ub = tokio::net::UdpSocket::bind(SocketAddr::new(b.into(), 7001)).await.expect("udp b");
-        let handle = lab.partition(&[a], &[b], Direction::OneWay).await.expect("one-way partition");
+        let ua = tokio::net::UdpSocket::bind(SocketAddr::new(a.into(), 7001))
+            .await
+            .expect("udp a");
+        let ub = tokio::net::UdpSocket::bind(SocketAddr::new(b.into(), 7001))
+            .await
+            .expect("udp b");
+        let handle = lab
+            .partition(&[a], &[b], Direction::OneWay)
+            .await
+            .expect("one-way partition");
         assert_eq!(handle.rule_handles.len(), 1);
-        ua.send_to(b"a->b", ub.local_addr().expect("addr")).await.expect("send");
+        // Dropped silently (in the input hook), as a real network would: the send succeeds.
+        ua.send_to(b"a->b", ub.local_addr().expect("addr"))
+            .await
+            .expect("send");
         let mut buf = [0u8; 16];
         let got = tokio::time::timeout(Duration::from_millis(300), ub.recv_from(&mut buf)).await;
         assert!(got.is_err(), "a->b datagram crossed a one-way partition");
-        ub.send_to(b"b->a", ua.local_addr().expect("addr")).await.expect("send");
+        ub.send_to(b"b->a", ua.local_addr().expect("addr"))
+            .await
+            .expect("send");
         let got = tokio::time::timeout(QUICK, ua.recv_from(&mut buf)).await;
         assert!(matches!(got, Ok(Ok((4, _)))), "b->a datagram was dropped");
         assert_eq!(lab.heal(&handle).await.expect("heal"), 1);
         assert_eq!(lab.heal(&handle).await.expect("heal again"), 0);
-        ua.send_to(b"a->b", ub.local_addr().expect("addr")).await.expect("send");
+        ua.send_to(b"a->b", ub.local_addr().expect("addr"))
+            .await
+            .expect("send");
         let got = tokio::time::timeout(QUICK, ub.recv_from(&mut buf)).await;
-        assert!(matches!(got, Ok(Ok((4, _)))), "a->b datagram dropped after heal");
+        assert!(
+            matches!(got, Ok(Ok((4, _)))),
+            "a->b datagram dropped after heal"
+        );
     });
 }
 
@@ -309,37 +554,117 @@ fn partition_blocks_traffic_and_heal_restores_it() {
 fn early_exit_and_missed_deadline_are_reported() {
     in_lab(|lab| async move {
         let never = Readiness::TcpPort(SocketAddr::new(node_addr(1, 9).into(), 9));
-        let spec = NodeSpec::new("boom", "/bin/sh", never).args(["-c", "echo first; echo boom >&2; exit 3"]);
+        let spec = NodeSpec::new("boom", "/bin/sh", never)
+            .args(["-c", "echo first; echo boom >&2; exit 3"]);
         let err = lab.start_node(&spec).await.expect_err("exits early");
         match &err {
-            LabError::ExitedEarly { node, status, log_tail } => {
+            LabError::ExitedEarly {
+                node,
+                status,
+                log_tail,
+            } => {
                 assert_eq!(node, "boom");
                 assert!(status.contains('3'), "{status}");
                 assert_eq!(log_tail, "first\nboom");
             }
             other => panic!("expected ExitedEarly, got {other}"),
         }
-        let spec = NodeSpec::new("mute", "/bin/sleep", Readiness::LogLine("never printed".into()))
-            .arg("30")
-            .ready_timeout(Duration::from_millis(300));
+        let spec = NodeSpec::new(
+            "mute",
+            "/bin/sleep",
+            Readiness::LogLine("never printed".into()),
+        )
+        .arg("30")
+        .ready_timeout(Duration::from_millis(300));
         let t = Instant::now();
         let err = lab.start_node(&spec).await.expect_err("never ready");
-        assert!(matches!(err, LabError::NotReady { timeout_ms: 300, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                LabError::NotReady {
+                    timeout_ms: 300,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(t.elapsed() < Duration::from_secs(3));
         // The unready process was killed, not left behind.
-        let (intents, _) = intent::read(&lab.state_dir().join(IntentLog::FILE_NAME)).expect("intent log");
-        let Some(Intent::Process { pid, start_time, .. }) = intents.iter().rev().find(|i| matches!(i, Intent::Process { node, .. } if node == "mute")) else {
+        let (intents, _) =
+            intent::read(&lab.state_dir().join(IntentLog::FILE_NAME)).expect("intent log");
+        let Some(Intent::Process {
+            pid, start_time, ..
+        }) = intents
+            .iter()
+            .rev()
+            .find(|i| matches!(i, Intent::Process { node, .. } if node == "mute"))
+        else {
             panic!("no process intent for `mute`: {intents:?}")
         };
         assert!(!procfs::is_same_process_alive(*pid, *start_time));
         // Log-line readiness looks only at this start's output.
-        let spec = NodeSpec::new("talker", "/bin/sh", Readiness::LogLine("hello there".into()))
-            .args(["-c", "echo hello; sleep 0.05; echo hello there; exec sleep 30"]);
+        let spec = NodeSpec::new(
+            "talker",
+            "/bin/sh",
+            Readiness::LogLine("hello there".into()),
+        )
+        .args([
+            "-c",
+            "echo hello; sleep 0.05; echo hello there; exec sleep 30",
+        ]);
         lab.start_node(&spec).await.expect("log line seen");
         lab.kill_node("talker").await.expect("killed");
         let err = lab.restart_node("talker").await;
         assert!(err.is_ok(), "restart waits for a fresh log line: {err:?}");
     });
+}
+
+#[test]
+fn dropping_a_lab_tears_it_down_without_shutdown() {
+    std::thread::spawn(|| {
+        // A handle that is never used still cleans up.
+        let handle = enter_new_lab_with(&new_run_id(), &options()).expect("enter");
+        let id = handle.id().clone();
+        assert!(netns::exists(&id.netns) && id.state_dir.exists());
+        handle.close().expect("close");
+        assert!(!netns::exists(&id.netns) && !id.state_dir.exists());
+
+        // A lab dropped mid-run (the panic path) kills its nodes and deletes its namespace.
+        let handle = enter_new_lab_with(&new_run_id(), &options()).expect("enter");
+        let id = handle.id().clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pid = rt.block_on(async {
+            let lab = Lab::new(handle);
+            let info = lab
+                .start_node(&redis_spec(&lab, "r1", node_addr(1, 1)))
+                .await
+                .expect("redis starts");
+            drop(lab);
+            info.pid
+        });
+        let start = procfs::start_time(pid);
+        // SIGKILL was sent; the zombie is reaped by tokio or stays a zombie until then.
+        let deadline = Instant::now() + QUICK;
+        while procfs::is_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !procfs::is_alive(pid),
+            "node pid {pid} (start {start:?}) survived the drop"
+        );
+        assert!(!netns::exists(&id.netns));
+        assert!(!id.state_dir.exists());
+        let (intents_gone, lock_gone) = (
+            !id.state_dir.join(IntentLog::FILE_NAME).exists(),
+            !netns::lock_path(&id.netns).exists(),
+        );
+        assert!(intents_gone && lock_gone);
+    })
+    .join()
+    .expect("drop test thread");
 }
 
 #[test]
@@ -354,7 +679,11 @@ fn tools_and_names_are_checked() {
     assert!(matches!(e, LabError::InvalidName { .. }), "{e}");
     assert!(node::validate_name("node name", "../x").is_err());
     assert_eq!(node_addr(3, 2), Ipv4Addr::new(127, 0, 3, 2));
-    assert!(check_node_addr(0, 1).is_err() && check_node_addr(250, 1).is_err() && check_node_addr(1, 0).is_err());
+    assert!(
+        check_node_addr(0, 1).is_err()
+            && check_node_addr(250, 1).is_err()
+            && check_node_addr(1, 0).is_err()
+    );
     assert_eq!(proxy_listen_addr(4), Ipv4Addr::new(127, 0, 250, 4));
     let id = new_run_id();
     assert_eq!(id.len(), 8);
@@ -376,10 +705,18 @@ fn clean_only(run_id: &str, root: PathBuf) -> CleanReport {
 #[test]
 #[ignore = "helper process for clean_undoes_what_a_sigkilled_harness_left"]
 fn victim_harness() {
-    let Some(root) = std::env::var_os("FAULTLINE_TEST_VICTIM_ROOT") else { return };
-    let opts = LabOptions { state_root: PathBuf::from(root), keep_state: false };
+    let Some(root) = std::env::var_os("FAULTLINE_TEST_VICTIM_ROOT") else {
+        return;
+    };
+    let opts = LabOptions {
+        state_root: PathBuf::from(root),
+        keep_state: false,
+    };
     let handle = enter_new_lab_with(&new_run_id(), &opts).expect("victim lab");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let lab = Lab::new(handle);
         // The node dies with the harness (PDEATHSIG); its background child does not: that is
@@ -397,10 +734,19 @@ fn victim_harness() {
 fn clean_undoes_what_a_sigkilled_harness_left() {
     let root = test_root().join("victims");
     let exe = std::env::current_exe().expect("test executable");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let run_id = rt.block_on(async {
         let mut victim = tokio::process::Command::new(&exe)
-            .args(["lab::tests::victim_harness", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "lab::tests::victim_harness",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("FAULTLINE_TEST_VICTIM_ROOT", &root)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -413,8 +759,9 @@ fn clean_undoes_what_a_sigkilled_harness_left() {
             use tokio::io::AsyncBufReadExt;
             let mut line = String::new();
             while lines.read_line(&mut line).await.unwrap_or(0) > 0 {
-                if let Some(id) = line.trim().strip_prefix("VICTIM_READY ") {
-                    run_id = Some(id.to_string());
+                // libtest may have printed `test ... ... ` on the same line first.
+                if let Some((_, id)) = line.trim().split_once("VICTIM_READY ") {
+                    run_id = Some(id.trim().to_string());
                     return;
                 }
                 line.clear();
@@ -426,9 +773,23 @@ fn clean_undoes_what_a_sigkilled_harness_left() {
         run_id.expect("victim run id")
     });
     let name = format!("{NETNS_PREFIX}{run_id}");
-    assert!(netns::exists(&name), "the killed harness's netns should still be there");
-    let strays = netns::pids(&name).expect("pids");
-    assert!(!strays.is_empty(), "the stray background process should survive its harness");
+    assert!(
+        netns::exists(&name),
+        "the killed harness's netns should still be there"
+    );
+    // The node's shell dies with the victim (PDEATHSIG) and may still be on its way out; the
+    // background `sleep` it started is what must survive until `clean`.
+    let strays: Vec<u32> = netns::pids(&name)
+        .expect("pids")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .collect();
+    assert!(
+        !strays.is_empty(),
+        "the stray background process should survive its harness"
+    );
 
     let report = clean_only(&run_id, root.clone());
     assert_eq!(report.cleaned.len(), 1, "{report}");
@@ -443,7 +804,10 @@ fn clean_undoes_what_a_sigkilled_harness_left() {
     assert!(!netns::lock_path(&name).exists());
     // Nothing left: a second clean has nothing to do.
     let again = clean_only(&run_id, root.clone());
-    assert!(again.cleaned.is_empty() && again.skipped.is_empty(), "{again}");
+    assert!(
+        again.cleaned.is_empty() && again.skipped.is_empty(),
+        "{again}"
+    );
     assert_eq!(again.to_string(), "nothing to clean");
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -456,7 +820,11 @@ fn clean_trusts_only_matching_start_times_and_skips_live_or_closed_labs() {
     let my_start = procfs::start_time(me).expect("own start time");
     let spawn_sleep = || {
         use std::os::unix::process::CommandExt;
-        std::process::Command::new("sleep").arg("300").process_group(0).spawn().expect("sleep")
+        std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .expect("sleep")
     };
     let (mut target, mut bystander) = (spawn_sleep(), spawn_sleep());
     let write_lab = |run_id: &str, harness_start: u64, extra: &[Intent]| {
@@ -465,7 +833,12 @@ fn clean_trusts_only_matching_start_times_and_skips_live_or_closed_labs() {
         let mut f = std::fs::File::create(dir.join(IntentLog::FILE_NAME)).expect("log");
         let netns = format!("{NETNS_PREFIX}{run_id}");
         let mut all = vec![
-            Intent::Lab { run_id: run_id.into(), netns: netns.clone(), harness_pid: me, harness_start_time: harness_start },
+            Intent::Lab {
+                run_id: run_id.into(),
+                netns: netns.clone(),
+                harness_pid: me,
+                harness_start_time: harness_start,
+            },
             Intent::Netns { name: netns },
         ];
         all.extend_from_slice(extra);
@@ -478,13 +851,31 @@ fn clean_trusts_only_matching_start_times_and_skips_live_or_closed_labs() {
     let dead = new_run_id();
     let target_start = procfs::start_time(target.id()).expect("stat");
     let bystander_start = procfs::start_time(bystander.id()).expect("stat");
-    write_lab(&dead, my_start + 12345, &[
-        Intent::Process { node: "a".into(), pid: target.id(), start_time: target_start },
-        Intent::Process { node: "b".into(), pid: bystander.id(), start_time: bystander_start + 1 },
-        Intent::Fault { id: "f1".into(), detail: serde_json::json!({}) },
-        Intent::Fault { id: "f2".into(), detail: serde_json::json!({}) },
-        Intent::FaultUndone { id: "f2".into() },
-    ]);
+    write_lab(
+        &dead,
+        my_start + 12345,
+        &[
+            Intent::Process {
+                node: "a".into(),
+                pid: target.id(),
+                start_time: target_start,
+            },
+            Intent::Process {
+                node: "b".into(),
+                pid: bystander.id(),
+                start_time: bystander_start + 1,
+            },
+            Intent::Fault {
+                id: "f1".into(),
+                detail: serde_json::json!({}),
+            },
+            Intent::Fault {
+                id: "f2".into(),
+                detail: serde_json::json!({}),
+            },
+            Intent::FaultUndone { id: "f2".into() },
+        ],
+    );
     let report = clean_only(&dead, root.clone());
     assert_eq!(report.cleaned.len(), 1, "{report}");
     let c = &report.cleaned[0];
@@ -492,18 +883,30 @@ fn clean_trusts_only_matching_start_times_and_skips_live_or_closed_labs() {
     assert_eq!(c.outstanding_faults, vec!["f1".to_string()]);
     assert!(c.state_dir_removed && !c.netns_deleted, "{report}");
     let status = target.wait().expect("reap target");
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
-    assert!(bystander.try_wait().expect("poll").is_none(), "a pid with another start time was killed");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(
+        bystander.try_wait().expect("poll").is_none(),
+        "a pid with another start time was killed"
+    );
 
     // A live harness (this very process) and a closed lab are left alone.
     let live = new_run_id();
     write_lab(&live, my_start, &[]);
     let report = clean_only(&live, root.clone());
-    assert!(report.cleaned.is_empty() && report.skipped[0].reason.contains("still running"), "{report}");
+    assert!(
+        report.cleaned.is_empty() && report.skipped[0].reason.contains("still running"),
+        "{report}"
+    );
     let closed = new_run_id();
     write_lab(&closed, my_start + 1, &[Intent::Closed]);
     let report = clean_only(&closed, root.clone());
-    assert!(report.cleaned.is_empty() && report.skipped[0].reason.contains("closed"), "{report}");
+    assert!(
+        report.cleaned.is_empty() && report.skipped[0].reason.contains("closed"),
+        "{report}"
+    );
 
     let _ = bystander.kill();
     let _ = bystander.wait();
@@ -516,7 +919,18 @@ fn clean_deletes_orphan_namespaces() {
     let name = format!("{NETNS_PREFIX}{run_id}");
     netns::add(&name).expect("ip netns add");
     // A process orphaned inside the namespace: its parent shell exits at once.
-    netns::run("ip", &["netns", "exec", &name, "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 &"]).expect("orphan");
+    netns::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "sleep 300 </dev/null >/dev/null 2>&1 &",
+        ],
+    )
+    .expect("orphan");
     let deadline = Instant::now() + QUICK;
     let mut inside = Vec::new();
     while inside.is_empty() && Instant::now() < deadline {

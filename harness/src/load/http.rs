@@ -99,7 +99,8 @@ pub(crate) fn validate_url(template: &UrlTemplate) -> Result<(), String> {
 }
 
 pub(crate) fn parse_tag_header(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("`{name}` is not a valid header name"))
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`{name}` is not a valid header name"))
 }
 
 #[derive(Debug)]
@@ -127,12 +128,21 @@ impl HttpExec {
             // A redirect is the service's answer; following it would measure another request.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(HttpExec { client, template, tag_header })
+        Ok(HttpExec {
+            client,
+            template,
+            tag_header,
+        })
     }
 
     /// One GET. The caller bounds it with the op timeout; the body is drained so the connection
     /// goes back to the pool and the latency covers the whole answer.
-    pub(crate) async fn execute(&self, n: u64, tags: &TagTable, samples: &ErrorSamples) -> (Outcome, u8) {
+    pub(crate) async fn execute(
+        &self,
+        n: u64,
+        tags: &TagTable,
+        samples: &ErrorSamples,
+    ) -> (Outcome, u8) {
         let url = self.template.render(n);
         let response = match self.client.get(&url).send().await {
             Ok(response) => response,
@@ -140,7 +150,10 @@ impl HttpExec {
         };
         let status = response.status();
         let tag = match &self.tag_header {
-            Some(name) => response.headers().get(name).map_or(0, |value| tags.intern(value.as_bytes())),
+            Some(name) => response
+                .headers()
+                .get(name)
+                .map_or(0, |value| tags.intern(value.as_bytes())),
             None => 0,
         };
         let mut response = response;
@@ -155,7 +168,9 @@ impl HttpExec {
             (Outcome::Ok, tag)
         } else {
             let outcome = Outcome::Error(ErrorKind::Status(status.as_u16()));
-            samples.note(OutcomeCode::from(outcome), || format!("`GET {url}` answered {status}"));
+            samples.note(OutcomeCode::from(outcome), || {
+                format!("`GET {url}` answered {status}")
+            });
             (outcome, tag)
         }
     }
@@ -231,8 +246,16 @@ mod tests {
             ("http://h/{n%1}", 7, Ok("http://h/0")),
             ("{n}{n}", 3, Ok("33")),
             ("http://h/plain", 3, Ok("http://h/plain")),
-            ("http://h/{id}", 0, Err("unknown placeholder `{id}` at byte 9")),
-            ("http://h/{n%0}", 0, Err("K in `{n%K}` must be a whole number >= 1")),
+            (
+                "http://h/{id}",
+                0,
+                Err("unknown placeholder `{id}` at byte 9"),
+            ),
+            (
+                "http://h/{n%0}",
+                0,
+                Err("K in `{n%K}` must be a whole number >= 1"),
+            ),
             ("http://h/{n%x}", 0, Err("`{n%x}` at byte 9")),
             ("http://h/{n", 0, Err("unclosed `{` at byte 9")),
             ("http://h/n}", 0, Err("unmatched `}` at byte 10")),
@@ -240,7 +263,9 @@ mod tests {
         for (template, n, expected) in cases {
             match (rendered(template, n), expected) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want, "{template}"),
-                (Err(got), Err(want)) => assert!(got.contains(want), "{template}: {got:?} lacks {want:?}"),
+                (Err(got), Err(want)) => {
+                    assert!(got.contains(want), "{template}: {got:?} lacks {want:?}")
+                }
                 (got, want) => panic!("{template}: got {got:?}, expected {want:?}"),
             }
         }

@@ -107,7 +107,8 @@ impl LiveStats {
             } else {
                 &recent.current
             };
-            let p99 = (!window.is_empty()).then(|| window.value_at_quantile(0.99).min(window.max()));
+            let p99 =
+                (!window.is_empty()).then(|| window.value_at_quantile(0.99).min(window.max()));
             (recent.previous_count as f64, p99)
         };
         LiveSnapshot {
@@ -151,7 +152,9 @@ impl LiveStats {
 
     fn lock_recent(&self) -> MutexGuard<'_, Recent> {
         // A histogram left half-updated by a panic is still a valid histogram.
-        self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -185,16 +188,51 @@ mod tests {
         live.snapshot_at(at)
     }
 
+    /// (name, completions as (second, ok, latency µs), snapshot second, rate, p99 µs)
+    type Case = (&'static str, Vec<(u64, bool, u64)>, u64, f64, Option<u64>);
+
     #[test]
     fn recent_view_reports_the_last_full_second() {
-        let slow_second_1: Vec<_> = (0..100).map(|i| (1, true, if i < 98 { 1_000 } else { 50_000 })).collect();
-        let cases: Vec<(&str, Vec<(u64, bool, u64)>, u64, f64, Option<u64>)> = vec![
+        let slow_second_1: Vec<_> = (0..100)
+            .map(|i| (1, true, if i < 98 { 1_000 } else { 50_000 }))
+            .collect();
+        let cases: Vec<Case> = vec![
             ("nothing yet", vec![], 0, 0.0, None),
-            ("partial first second falls back to current", vec![(0, true, 700)], 0, 0.0, Some(700)),
-            ("full second", vec![(0, true, 700), (0, false, 9_000), (1, true, 5)], 1, 2.0, Some(700)),
-            ("p99 of the last second", slow_second_1, 2, 100.0, Some(50_000)),
-            ("a gap forgets old seconds", vec![(0, true, 700)], 5, 0.0, None),
-            ("errors count in rate, not latency", vec![(3, false, 1), (3, false, 1)], 4, 2.0, None),
+            (
+                "partial first second falls back to current",
+                vec![(0, true, 700)],
+                0,
+                0.0,
+                Some(700),
+            ),
+            (
+                "full second",
+                vec![(0, true, 700), (0, false, 9_000), (1, true, 5)],
+                1,
+                2.0,
+                Some(700),
+            ),
+            (
+                "p99 of the last second",
+                slow_second_1,
+                2,
+                100.0,
+                Some(50_000),
+            ),
+            (
+                "a gap forgets old seconds",
+                vec![(0, true, 700)],
+                5,
+                0.0,
+                None,
+            ),
+            (
+                "errors count in rate, not latency",
+                vec![(3, false, 1), (3, false, 1)],
+                4,
+                2.0,
+                None,
+            ),
         ];
         for (name, completions, at, rate, p99) in cases {
             let snapshot = snapshot_after(&completions, at);
@@ -204,9 +242,17 @@ mod tests {
                 (Some(got), Some(want)) => got.abs_diff(want) <= want / 500,
                 (got, want) => got == want,
             };
-            assert!(p99_ok, "{name}: p99 {:?}, expected {p99:?}", snapshot.recent_p99_us);
+            assert!(
+                p99_ok,
+                "{name}: p99 {:?}, expected {p99:?}",
+                snapshot.recent_p99_us
+            );
             let oks = completions.iter().filter(|c| c.1).count() as u64;
-            assert_eq!((snapshot.ok, snapshot.errors), (oks, completions.len() as u64 - oks), "{name}");
+            assert_eq!(
+                (snapshot.ok, snapshot.errors),
+                (oks, completions.len() as u64 - oks),
+                "{name}"
+            );
         }
     }
 

@@ -75,11 +75,19 @@ pub enum WorkloadKind {
     /// mod K. `tag_header`: if set, the value of this response header is recorded per op
     /// (interned into a small table); services under test report e.g.
     /// `x-faultline-source: live|fallback-open|fallback-error`.
-    Http { url_template: String, tag_header: Option<String> },
+    Http {
+        url_template: String,
+        tag_header: Option<String>,
+    },
     /// Redis commands against `addr`; key = `faultline:{n % keyspace}` (for `SetGet`,
     /// `faultline:{(n / 2) % keyspace}`, so each GET reads what the SET before it wrote). GETs
     /// are tagged `hit` or `miss`.
-    Redis { addr: SocketAddr, command: RedisCommand, keyspace: u64, value_size: usize },
+    Redis {
+        addr: SocketAddr,
+        command: RedisCommand,
+        keyspace: u64,
+        value_size: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,12 +103,18 @@ impl WorkloadPlan {
     /// computes as 6.999..., from losing an op.
     pub fn intended_ops(&self) -> u64 {
         let ops = self.rate_per_sec * self.duration.as_secs_f64();
-        if ops.is_finite() && ops > 0.0 { (ops + 1e-6).floor() as u64 } else { 0 }
+        if ops.is_finite() && ops > 0.0 {
+            (ops + 1e-6).floor() as u64
+        } else {
+            0
+        }
     }
 
     /// When, after the workload's start, it stops by itself at the latest.
     pub fn hard_deadline(&self) -> Duration {
-        self.duration.saturating_add(self.op_timeout).saturating_add(GRACE)
+        self.duration
+            .saturating_add(self.op_timeout)
+            .saturating_add(GRACE)
     }
 
     /// Checks everything that can be checked without the network; `faultline validate` and
@@ -113,7 +127,10 @@ impl WorkloadPlan {
         };
         let rate = self.rate_per_sec;
         if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SEC) {
-            return Err(invalid("rate_per_sec", format!("`{rate}` must be > 0 and <= {MAX_RATE_PER_SEC}")));
+            return Err(invalid(
+                "rate_per_sec",
+                format!("`{rate}` must be > 0 and <= {MAX_RATE_PER_SEC}"),
+            ));
         }
         if self.duration.is_zero() {
             return Err(invalid("duration", "must be > 0".into()));
@@ -122,35 +139,54 @@ impl WorkloadPlan {
         if ops == 0 {
             return Err(invalid(
                 "duration",
-                format!("{rate}/s for {} ms is less than one op", self.duration.as_millis()),
+                format!(
+                    "{rate}/s for {} ms is less than one op",
+                    self.duration.as_millis()
+                ),
             ));
         }
         if ops > MAX_OPS_PER_WORKLOAD {
             return Err(invalid(
                 "duration",
-                format!("{ops} ops exceed the limit of {MAX_OPS_PER_WORKLOAD} (hint: split the workload)"),
+                format!(
+                    "{ops} ops exceed the limit of {MAX_OPS_PER_WORKLOAD} (hint: split the workload)"
+                ),
             ));
         }
         if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
-            return Err(invalid("max_in_flight", format!("`{}` must be 1..={MAX_IN_FLIGHT}", self.max_in_flight)));
+            return Err(invalid(
+                "max_in_flight",
+                format!("`{}` must be 1..={MAX_IN_FLIGHT}", self.max_in_flight),
+            ));
         }
         if self.op_timeout.is_zero() {
             return Err(invalid("op_timeout", "must be > 0".into()));
         }
         match &self.kind {
-            WorkloadKind::Http { url_template, tag_header } => {
-                let template = http::UrlTemplate::parse(url_template).map_err(|e| invalid("url_template", e))?;
+            WorkloadKind::Http {
+                url_template,
+                tag_header,
+            } => {
+                let template = http::UrlTemplate::parse(url_template)
+                    .map_err(|e| invalid("url_template", e))?;
                 http::validate_url(&template).map_err(|e| invalid("url_template", e))?;
                 if let Some(name) = tag_header {
                     http::parse_tag_header(name).map_err(|e| invalid("tag_header", e))?;
                 }
             }
-            WorkloadKind::Redis { keyspace, value_size, .. } => {
+            WorkloadKind::Redis {
+                keyspace,
+                value_size,
+                ..
+            } => {
                 if *keyspace == 0 {
                     return Err(invalid("keyspace", "must be >= 1".into()));
                 }
                 if *value_size > MAX_VALUE_SIZE {
-                    return Err(invalid("value_size", format!("`{value_size}` exceeds {MAX_VALUE_SIZE} bytes")));
+                    return Err(invalid(
+                        "value_size",
+                        format!("`{value_size}` exceeds {MAX_VALUE_SIZE} bytes"),
+                    ));
                 }
             }
         }
@@ -199,18 +235,39 @@ pub async fn run_workload(
     live: Arc<LiveStats>,
 ) -> Result<WorkloadRecord, LoadError> {
     plan.validate()?;
-    let setup = |detail: String| LoadError::Setup { workload: plan.name.clone(), detail };
+    let setup = |detail: String| LoadError::Setup {
+        workload: plan.name.clone(),
+        detail,
+    };
     let tags = tables::TagTable::new();
     let exec = match &plan.kind {
-        WorkloadKind::Http { url_template, tag_header } => {
+        WorkloadKind::Http {
+            url_template,
+            tag_header,
+        } => {
             // Both parse: validate() just checked them.
             let template = http::UrlTemplate::parse(url_template).map_err(&setup)?;
-            let tag_header = tag_header.as_deref().map(http::parse_tag_header).transpose().map_err(&setup)?;
-            let client = http::HttpExec::new(template, tag_header, plan.max_in_flight, plan.op_timeout)
-                .map_err(|e| setup(format!("cannot build the HTTP client: {}", http::error_chain(&e))))?;
+            let tag_header = tag_header
+                .as_deref()
+                .map(http::parse_tag_header)
+                .transpose()
+                .map_err(&setup)?;
+            let client =
+                http::HttpExec::new(template, tag_header, plan.max_in_flight, plan.op_timeout)
+                    .map_err(|e| {
+                        setup(format!(
+                            "cannot build the HTTP client: {}",
+                            http::error_chain(&e)
+                        ))
+                    })?;
             schedule::Executor::Http(client)
         }
-        WorkloadKind::Redis { addr, command, keyspace, value_size } => {
+        WorkloadKind::Redis {
+            addr,
+            command,
+            keyspace,
+            value_size,
+        } => {
             let redis = redis_ops::RedisExec::new(
                 *addr,
                 *command,
@@ -220,7 +277,11 @@ pub async fn run_workload(
                 plan.op_timeout,
                 &tags,
             )
-            .map_err(|e| setup(format!("cannot configure the Redis client for `{addr}`: {e}")))?;
+            .map_err(|e| {
+                setup(format!(
+                    "cannot configure the Redis client for `{addr}`: {e}"
+                ))
+            })?;
             redis.warm_up();
             schedule::Executor::Redis(redis)
         }
@@ -244,7 +305,11 @@ pub async fn run_workload(
     });
     // Its own task, so the dispatch loop is not starved by whatever else the caller's task
     // polls; aborted if the caller drops this future.
-    let mut driver = AbortOnDrop(tokio::spawn(schedule::drive(Arc::clone(&shared), schedule, cancel)));
+    let mut driver = AbortOnDrop(tokio::spawn(schedule::drive(
+        Arc::clone(&shared),
+        schedule,
+        cancel,
+    )));
     let driven = (&mut driver.0).await.map_err(|e| LoadError::Generator {
         workload: plan.name.clone(),
         detail: e.to_string(),

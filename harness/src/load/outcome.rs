@@ -86,12 +86,17 @@ impl ServerError {
     }
 
     pub fn code(self) -> &'static str {
-        SERVER_ERRORS.iter().find(|(kind, _)| *kind == self).map_or("OTHER", |(_, name)| name)
+        SERVER_ERRORS
+            .iter()
+            .find(|(kind, _)| *kind == self)
+            .map_or("OTHER", |(_, name)| name)
     }
 
     fn index(self) -> u16 {
-        SERVER_ERRORS.iter().position(|(kind, _)| *kind == self).unwrap_or(SERVER_ERRORS.len() - 1)
-            as u16
+        SERVER_ERRORS
+            .iter()
+            .position(|(kind, _)| *kind == self)
+            .unwrap_or(SERVER_ERRORS.len() - 1) as u16
     }
 }
 
@@ -144,7 +149,9 @@ impl OutcomeCode {
             Self::IO => ErrorKind::Io,
             Self::PROTOCOL => ErrorKind::Protocol,
             Self::ABANDONED => ErrorKind::Abandoned,
-            code @ Self::STATUS_BASE..Self::SERVER_BASE => ErrorKind::Status(code - Self::STATUS_BASE),
+            code @ Self::STATUS_BASE..Self::SERVER_BASE => {
+                ErrorKind::Status(code - Self::STATUS_BASE)
+            }
             code if code >= Self::SERVER_BASE => SERVER_ERRORS
                 .get(usize::from(code - Self::SERVER_BASE))
                 .map_or(ErrorKind::Other, |(server, _)| ErrorKind::Server(*server)),
@@ -217,8 +224,16 @@ mod tests {
             (Outcome::Error(Status(503)), 1503, "status:503"),
             (Outcome::Error(Status(999)), 1999, "status:999"),
             (Outcome::Error(Server(ServerError::Err)), 2000, "redis:ERR"),
-            (Outcome::Error(Server(ServerError::ReadOnly)), 2001, "redis:READONLY"),
-            (Outcome::Error(Server(ServerError::Other)), 2012, "redis:OTHER"),
+            (
+                Outcome::Error(Server(ServerError::ReadOnly)),
+                2001,
+                "redis:READONLY",
+            ),
+            (
+                Outcome::Error(Server(ServerError::Other)),
+                2012,
+                "redis:OTHER",
+            ),
         ];
         for (outcome, code, label) in cases {
             assert_round_trip(outcome, code, label);
@@ -228,9 +243,16 @@ mod tests {
     #[test]
     fn unknown_codes_decode_as_other_errors() {
         for code in [7, 999, 2013, u16::MAX] {
-            assert_eq!(OutcomeCode(code).outcome(), Outcome::Error(ErrorKind::Other), "code {code}");
+            assert_eq!(
+                OutcomeCode(code).outcome(),
+                Outcome::Error(ErrorKind::Other),
+                "code {code}"
+            );
         }
-        assert_eq!(OutcomeCode::from(Outcome::Error(ErrorKind::Status(1000))), OutcomeCode(6));
+        assert_eq!(
+            OutcomeCode::from(Outcome::Error(ErrorKind::Status(1000))),
+            OutcomeCode(6)
+        );
     }
 
     #[test]

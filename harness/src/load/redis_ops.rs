@@ -73,7 +73,10 @@ enum Conn {
     /// An attempt is running (at most one per slot); ops wait for it within their timeout.
     Connecting,
     /// The last attempt failed or the connection broke; ops fail fast until `retry_at`.
-    Down { retry_at: Instant, error: String },
+    Down {
+        retry_at: Instant,
+        error: String,
+    },
 }
 
 impl RedisExec {
@@ -104,7 +107,10 @@ impl RedisExec {
                 config: config.clone(),
                 connect_bound: op_timeout.saturating_mul(2),
                 state: Mutex::new(SlotState {
-                    conn: Conn::Down { retry_at: Instant::now(), error: "not connected yet".into() },
+                    conn: Conn::Down {
+                        retry_at: Instant::now(),
+                        error: "not connected yet".into(),
+                    },
                     generation: 0,
                     backoff: MIN_BACKOFF,
                 }),
@@ -113,7 +119,14 @@ impl RedisExec {
         }
         // Interned up front so the table's order does not depend on which answer came first.
         let (hit, miss) = (tags.intern(b"hit"), tags.intern(b"miss"));
-        Ok(RedisExec { slots, command, keyspace, value: vec![b'x'; value_size], hit, miss })
+        Ok(RedisExec {
+            slots,
+            command,
+            keyspace,
+            value: vec![b'x'; value_size],
+            hit,
+            miss,
+        })
     }
 
     /// Starts connecting every slot; returns at once.
@@ -135,7 +148,14 @@ impl RedisExec {
         let (op, key_index) = match self.command {
             RedisCommand::Get => (Op::Get, n % self.keyspace),
             RedisCommand::Set => (Op::Set, n % self.keyspace),
-            RedisCommand::SetGet => (if n % 2 == 0 { Op::Set } else { Op::Get }, (n / 2) % self.keyspace),
+            RedisCommand::SetGet => (
+                if n.is_multiple_of(2) {
+                    Op::Set
+                } else {
+                    Op::Get
+                },
+                (n / 2) % self.keyspace,
+            ),
         };
         let slot = &self.slots[(key_index % self.slots.len() as u64) as usize];
         let Some((mut conn, generation)) = connection(slot, samples).await else {
@@ -143,8 +163,19 @@ impl RedisExec {
         };
         let key = format!("faultline:{key_index}");
         let result = match op {
-            Op::Get => redis::cmd("GET").arg(&key).query_async::<redis::Value>(&mut conn).await,
-            Op::Set => redis::cmd("SET").arg(&key).arg(&self.value[..]).query_async::<redis::Value>(&mut conn).await,
+            Op::Get => {
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<redis::Value>(&mut conn)
+                    .await
+            }
+            Op::Set => {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&self.value[..])
+                    .query_async::<redis::Value>(&mut conn)
+                    .await
+            }
         };
         match result {
             Ok(value) => {
@@ -170,21 +201,29 @@ impl RedisExec {
 impl Slot {
     fn lock(&self) -> MutexGuard<'_, SlotState> {
         // Every transition is a single assignment: a poisoned state is still a valid one.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn mark_broken(&self, generation: u64, error: &redis::RedisError) {
         let mut state = self.lock();
         if state.generation == generation && matches!(state.conn, Conn::Up(_)) {
             // Retry at once: only failed *attempts* back off.
-            state.conn = Conn::Down { retry_at: Instant::now(), error: error.to_string() };
+            state.conn = Conn::Down {
+                retry_at: Instant::now(),
+                error: error.to_string(),
+            };
         }
     }
 }
 
 /// The slot's connection, starting an attempt if it is down and due; waits for a running attempt
 /// (the caller's op timeout bounds the wait). `None` means down: the op fails as `Connect`.
-async fn connection(slot: &Arc<Slot>, samples: &ErrorSamples) -> Option<(MultiplexedConnection, u64)> {
+async fn connection(
+    slot: &Arc<Slot>,
+    samples: &ErrorSamples,
+) -> Option<(MultiplexedConnection, u64)> {
     loop {
         // Registered before reading the state, so an attempt finishing in between still wakes us.
         let notified = slot.changed.notified();
@@ -197,7 +236,10 @@ async fn connection(slot: &Arc<Slot>, samples: &ErrorSamples) -> Option<(Multipl
                 Conn::Connecting => {}
                 Conn::Down { retry_at, error } => {
                     if Instant::now() < *retry_at {
-                        samples.note(OutcomeCode::from(Outcome::Error(ErrorKind::Connect)), || error.clone());
+                        samples.note(
+                            OutcomeCode::from(Outcome::Error(ErrorKind::Connect)),
+                            || error.clone(),
+                        );
                         return None;
                     }
                     state.conn = Conn::Connecting;
@@ -214,11 +256,16 @@ async fn connection(slot: &Arc<Slot>, samples: &ErrorSamples) -> Option<(Multipl
 /// if the workload is gone, and the slot is freed when the last `Arc` drops.
 async fn connect(slot: Arc<Slot>) {
     let limit = slot.connect_bound;
-    let attempt = slot.client.get_multiplexed_async_connection_with_config(&slot.config);
+    let attempt = slot
+        .client
+        .get_multiplexed_async_connection_with_config(&slot.config);
     let result = match tokio::time::timeout(limit, attempt).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("connecting took longer than {} ms", limit.as_millis())),
+        Err(_) => Err(format!(
+            "connecting took longer than {} ms",
+            limit.as_millis()
+        )),
     };
     {
         let mut state = slot.lock();
@@ -231,7 +278,10 @@ async fn connect(slot: Arc<Slot>) {
             Err(error) => {
                 let wait = state.backoff;
                 state.backoff = wait.saturating_mul(2).min(MAX_BACKOFF);
-                state.conn = Conn::Down { retry_at: Instant::now() + wait, error };
+                state.conn = Conn::Down {
+                    retry_at: Instant::now() + wait,
+                    error,
+                };
             }
         }
     }
@@ -241,7 +291,8 @@ async fn connect(slot: Arc<Slot>) {
 /// Errors after which the connection cannot be trusted: the socket is gone or the stream is out
 /// of sync. Timeouts are not among them (a paused server keeps its connections).
 fn breaks_connection(error: &redis::RedisError) -> bool {
-    !error.is_timeout() && (error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error())
+    !error.is_timeout()
+        && (error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error())
 }
 
 fn classify(error: &redis::RedisError) -> ErrorKind {

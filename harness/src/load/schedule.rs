@@ -1,11 +1,14 @@
 //! The open-model scheduler: dispatches op i at `start + i / rate` whether or not earlier ops
 //! have finished, and measures every op from that intended time.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -73,7 +76,10 @@ impl Schedule {
 
     /// Op i's intended start as an offset from the run's t0, in µs.
     fn intended_us(&self, i: u64) -> u64 {
-        let ns = self.start_offset.as_nanos().saturating_add(u128::from(self.offset_ns(i)));
+        let ns = self
+            .start_offset
+            .as_nanos()
+            .saturating_add(u128::from(self.offset_ns(i)));
         u64::try_from(ns / 1_000).unwrap_or(u64::MAX)
     }
 }
@@ -101,17 +107,29 @@ async fn cancelled(mut cancel: watch::Receiver<bool>) {
     }
 }
 
-pub(crate) async fn drive(shared: Arc<Shared>, schedule: Schedule, cancel: watch::Receiver<bool>) -> Driven {
+pub(crate) async fn drive(
+    shared: Arc<Shared>,
+    schedule: Schedule,
+    cancel: watch::Receiver<bool>,
+) -> Driven {
     let mut sched_lag = latency_histogram();
     // Capacity is a hint only; validation caps intended_ops, so this cannot be absurd.
     let mut ops = Vec::with_capacity(usize::try_from(schedule.intended_ops).unwrap_or(0));
     let mut tasks = JoinSet::new();
     let mut dispatched_ops = 0;
     let mut cancelled_at = None;
+    // Cancelled before it began (e.g. Ctrl-C during set-up): it stopped at its start at the
+    // latest, whenever this task got to notice, so no op counts as due.
+    let cancelled_on_entry = *cancel.borrow();
     let cancel = cancelled(cancel);
     tokio::pin!(cancel);
+    let mut to_dispatch = schedule.intended_ops;
+    if cancelled_on_entry {
+        cancelled_at = Some(Instant::now().min(schedule.intended(0)));
+        to_dispatch = 0;
+    }
 
-    for i in 0..schedule.intended_ops {
+    for i in 0..to_dispatch {
         let intended = schedule.intended(i);
         tokio::select! {
             biased;
@@ -131,7 +149,14 @@ pub(crate) async fn drive(shared: Arc<Shared>, schedule: Schedule, cancel: watch
         // not the system, and a run where it is large says nothing about the system.
         sched_lag.saturating_record(micros(now.saturating_duration_since(intended)));
         dispatched_ops += 1;
-        tasks.spawn(run_op(Arc::clone(&shared), i, intended, schedule.intended_us(i)));
+        let slot = SlotTicket::take(&shared.slots);
+        tasks.spawn(run_op(
+            Arc::clone(&shared),
+            slot,
+            i,
+            intended,
+            schedule.intended_us(i),
+        ));
         while let Some(done) = tasks.try_join_next() {
             collect(done, &mut ops);
         }
@@ -165,37 +190,91 @@ pub(crate) async fn drive(shared: Arc<Shared>, schedule: Schedule, cancel: watch
     }
     // Completion order is arbitrary; intended order makes the record deterministic.
     ops.sort_by_key(|op| op.intended_us);
-    Driven { ops, sched_lag, dispatched_ops, cancelled_at, ended: Instant::now() }
+    Driven {
+        ops,
+        sched_lag,
+        dispatched_ops,
+        cancelled_at,
+        ended: Instant::now(),
+    }
 }
 
 fn collect(done: Result<OpRecord, JoinError>, ops: &mut Vec<OpRecord>) {
-    match done {
-        Ok(op) => ops.push(op),
-        // Aborted by cancellation: deliberately unrecorded. A panic cannot come from op code
-        // (it returns every failure as an outcome); it would show as dispatched > recorded.
-        Err(_) => {}
+    // An Err is an op aborted by cancellation: deliberately unrecorded. A panic cannot come from
+    // op code (it returns every failure as an outcome); it would show as dispatched > recorded.
+    if let Ok(op) = done {
+        ops.push(op);
+    }
+}
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// An op's place in the queue for an in-flight slot, taken by the dispatcher at dispatch time.
+///
+/// Why not let the op task acquire: tasks dispatched in one burst (after a timer tick or a
+/// scheduler hiccup) are first polled in an order of tokio's choosing, so a later op could take
+/// a slot ahead of an earlier one. Polling the acquire once here enqueues it in the semaphore's
+/// FIFO in intended order; the task then awaits the same future, which re-registers its own
+/// waker.
+enum SlotTicket {
+    /// Decided at once: a slot, or (never in practice) a closed semaphore.
+    Decided(Result<OwnedSemaphorePermit, AcquireError>),
+    Queued(Acquire),
+}
+
+impl SlotTicket {
+    fn take(slots: &Arc<Semaphore>) -> SlotTicket {
+        let mut acquire: Acquire = Box::pin(Arc::clone(slots).acquire_owned());
+        match acquire
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(decided) => SlotTicket::Decided(decided),
+            Poll::Pending => SlotTicket::Queued(acquire),
+        }
+    }
+
+    async fn wait(self) -> Result<OwnedSemaphorePermit, AcquireError> {
+        match self {
+            SlotTicket::Decided(decided) => decided,
+            SlotTicket::Queued(acquire) => acquire.await,
+        }
     }
 }
 
 /// One op: wait for an in-flight slot, execute within the op timeout, and record the latency from
 /// the INTENDED start, so time spent queued behind a stalled system is counted (coordinated
 /// omission corrected).
-async fn run_op(shared: Arc<Shared>, n: u64, intended: Instant, intended_us: u64) -> OpRecord {
+async fn run_op(
+    shared: Arc<Shared>,
+    slot: SlotTicket,
+    n: u64,
+    intended: Instant,
+    intended_us: u64,
+) -> OpRecord {
     let queued = shared.live.queued();
     let attempt = async {
-        let permit = Arc::clone(&shared.slots).acquire_owned().await;
+        let permit = slot.wait().await;
         drop(queued);
         let _running = shared.live.running();
         if permit.is_err() {
             // The semaphore is never closed; if it were, no op could run.
             return (Outcome::Error(ErrorKind::Other), 0);
         }
-        match timeout(shared.op_timeout, shared.exec.execute(n, &shared.tags, &shared.samples)).await {
+        match timeout(
+            shared.op_timeout,
+            shared.exec.execute(n, &shared.tags, &shared.samples),
+        )
+        .await
+        {
             Ok(done) => done,
             Err(_) => {
                 let outcome = Outcome::Error(ErrorKind::Timeout);
                 shared.samples.note(OutcomeCode::from(outcome), || {
-                    format!("no answer within the op timeout of {} ms", shared.op_timeout.as_millis())
+                    format!(
+                        "no answer within the op timeout of {} ms",
+                        shared.op_timeout.as_millis()
+                    )
                 });
                 (outcome, 0)
             }
@@ -215,5 +294,10 @@ async fn run_op(shared: Arc<Shared>, n: u64, intended: Instant, intended_us: u64
     };
     let latency_us = micros(Instant::now().saturating_duration_since(intended));
     shared.live.complete(outcome.is_ok(), latency_us);
-    OpRecord { intended_us, latency_us, outcome: OutcomeCode::from(outcome), tag }
+    OpRecord {
+        intended_us,
+        latency_us,
+        outcome: OutcomeCode::from(outcome),
+        tag,
+    }
 }

@@ -13,10 +13,12 @@ use super::{WorkloadRecord, latency_histogram};
 /// Below this fraction of the ops it should have dispatched, the generator (not the system)
 /// shaped the load, so the run cannot speak for the system at the intended rate.
 pub const MIN_DISPATCH_FRACTION: f64 = 0.95;
-/// The scheduler's lag p99 may reach this much before the run is invalid. 5 ms is well above
-/// tokio's 1 ms timer granularity plus scheduling noise on a busy 2-core machine, and well
-/// below the latencies faults inject (tens of ms and up).
-pub const MIN_SCHED_LAG_LIMIT_US: u64 = 5_000;
+/// The scheduler's lag p99 may reach this much before the run is invalid. Measured here: a debug
+/// build on a 2-core machine shared with the lab's servers (and compilers) shows p99 5-7 ms, max
+/// ~35 ms, at 100-200 ops/s. 20 ms stays far below what experiments judge (breaker timing within
+/// 1 s, injected latencies of 250 ms and up), and the lag is inside every op's corrected latency
+/// anyway: it can add to measured latency, never hide it.
+pub const MIN_SCHED_LAG_LIMIT_US: u64 = 20_000;
 /// ...or this fraction of the inter-arrival time, if larger: at low rates a lag of a tenth of
 /// the gap between ops still leaves the arrival process essentially as intended.
 pub const MAX_SCHED_LAG_INTERVAL_FRACTION: f64 = 0.10;
@@ -99,29 +101,54 @@ pub fn summarize(record: &WorkloadRecord, phases: &[PhaseWindow]) -> WorkloadSum
     let mut scratch = latency_histogram();
     let active_end_us = record
         .cancelled_at_us
-        .map_or(record.schedule_end_us, |cancelled| cancelled.min(record.schedule_end_us))
+        .map_or(record.schedule_end_us, |cancelled| {
+            cancelled.min(record.schedule_end_us)
+        })
         .max(record.started_us);
     let active_us = active_end_us - record.started_us;
 
-    let total = window_stats(&ops, &record.tags, record.started_us, active_end_us, &mut scratch);
+    let total = window_stats(
+        &ops,
+        &record.tags,
+        record.started_us,
+        active_end_us,
+        &mut scratch,
+    );
     let per_second = (record.started_us..active_end_us)
         .step_by(US_PER_SEC as usize)
         .map(|from| {
             let to = from.saturating_add(US_PER_SEC).min(active_end_us);
-            window_stats(in_window(&ops, from, to), &record.tags, from, to, &mut scratch)
+            window_stats(
+                in_window(&ops, from, to),
+                &record.tags,
+                from,
+                to,
+                &mut scratch,
+            )
         })
         .collect();
     let phases = phases
         .iter()
         .map(|phase| {
             let ops = in_window(&ops, phase.from_us, phase.to_us);
-            (phase.name.clone(), window_stats(ops, &record.tags, phase.from_us, phase.to_us, &mut scratch))
+            (
+                phase.name.clone(),
+                window_stats(ops, &record.tags, phase.from_us, phase.to_us, &mut scratch),
+            )
         })
         .collect();
 
-    let abandoned = total.errors_by_kind.get(&ErrorKind::Abandoned.label()).copied().unwrap_or(0);
+    let abandoned = total
+        .errors_by_kind
+        .get(&ErrorKind::Abandoned.label())
+        .copied()
+        .unwrap_or(0);
     let completed_ops = total.ops - abandoned;
-    let achieved_rate = if active_us == 0 { 0.0 } else { completed_ops as f64 * 1e6 / active_us as f64 };
+    let achieved_rate = if active_us == 0 {
+        0.0
+    } else {
+        completed_ops as f64 * 1e6 / active_us as f64
+    };
     let (sched_lag_p99_us, sched_lag_max_us) = percentile_and_max(&record.sched_lag, 0.99);
     let reasons = invalid_reasons(record, active_us, sched_lag_p99_us);
 
@@ -153,13 +180,23 @@ fn invalid_reasons(record: &WorkloadRecord, active_us: u64, lag_p99_us: u64) -> 
     let mut reasons = Vec::new();
     let rate = record.rate_per_sec;
     if !(rate.is_finite() && rate > 0.0) {
-        reasons.push(format!("the intended rate `{rate}` is not a positive number"));
+        reasons.push(format!(
+            "the intended rate `{rate}` is not a positive number"
+        ));
         return reasons;
     }
+    let interval_us = 1e6 / rate;
+    let limit_us =
+        MIN_SCHED_LAG_LIMIT_US.max((MAX_SCHED_LAG_INTERVAL_FRACTION * interval_us) as u64);
     // A cancelled run is judged on the ops it should have dispatched before it was stopped.
+    // Those due within the scheduler's lag of the cancel had rightly not gone out yet: the lag
+    // itself is judged below, and must not be reported twice.
     let expected = match record.cancelled_at_us {
         None => record.intended_ops,
-        Some(_) => ((active_us as f64 * rate / 1e6).ceil() as u64).min(record.intended_ops),
+        Some(_) => {
+            let due_us = active_us.saturating_sub(limit_us.max(lag_p99_us));
+            ((due_us as f64 * rate / 1e6).ceil() as u64).min(record.intended_ops)
+        }
     };
     if (record.dispatched_ops as f64) < MIN_DISPATCH_FRACTION * expected as f64 {
         reasons.push(format!(
@@ -169,8 +206,6 @@ fn invalid_reasons(record: &WorkloadRecord, active_us: u64, lag_p99_us: u64) -> 
             100.0 * MIN_DISPATCH_FRACTION,
         ));
     }
-    let interval_us = 1e6 / rate;
-    let limit_us = MIN_SCHED_LAG_LIMIT_US.max((MAX_SCHED_LAG_INTERVAL_FRACTION * interval_us) as u64);
     if lag_p99_us > limit_us {
         reasons.push(format!(
             "the scheduler's lag p99 was {} ms, above the {} ms limit (the larger of {} ms and {:.0}% of the {} ms \
@@ -196,7 +231,13 @@ fn in_window(ops: &[OpRecord], from: u64, to: u64) -> &[OpRecord] {
     &ops[start..end]
 }
 
-fn window_stats(ops: &[OpRecord], tags: &[String], from_us: u64, to_us: u64, scratch: &mut Histogram<u64>) -> WindowStats {
+fn window_stats(
+    ops: &[OpRecord],
+    tags: &[String],
+    from_us: u64,
+    to_us: u64,
+    scratch: &mut Histogram<u64>,
+) -> WindowStats {
     scratch.reset();
     let mut errors = 0;
     let mut max_ok = 0;
@@ -215,11 +256,23 @@ fn window_stats(ops: &[OpRecord], tags: &[String], from_us: u64, to_us: u64, scr
     let ops_count = ops.len() as u64;
     let latency = (!scratch.is_empty()).then(|| {
         let at = |q: f64| scratch.value_at_quantile(q).min(max_ok);
-        LatencySummary { p50_us: at(0.50), p99_us: at(0.99), p999_us: at(0.999), max_us: max_ok }
+        LatencySummary {
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            p999_us: at(0.999),
+            max_us: max_ok,
+        }
     });
     let mut tag_counts = BTreeMap::new();
-    for (index, &count) in per_tag.iter().enumerate().skip(1).filter(|(_, count)| **count > 0) {
-        let name = tags.get(index).map_or_else(|| format!("(unknown tag {index})"), Clone::clone);
+    for (index, &count) in per_tag
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, count)| **count > 0)
+    {
+        let name = tags
+            .get(index)
+            .map_or_else(|| format!("(unknown tag {index})"), Clone::clone);
         *tag_counts.entry(name).or_default() += count;
     }
     let mut errors_by_kind = BTreeMap::new();
@@ -231,7 +284,11 @@ fn window_stats(ops: &[OpRecord], tags: &[String], from_us: u64, to_us: u64, scr
         to_us,
         ops: ops_count,
         errors,
-        error_rate: if ops_count == 0 { 0.0 } else { errors as f64 / ops_count as f64 },
+        error_rate: if ops_count == 0 {
+            0.0
+        } else {
+            errors as f64 / ops_count as f64
+        },
         latency,
         tags: tag_counts,
         errors_by_kind,

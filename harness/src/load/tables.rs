@@ -28,16 +28,26 @@ pub(crate) struct TagTable {
 
 impl TagTable {
     pub(crate) fn new() -> TagTable {
-        TagTable { names: Mutex::new(vec![String::new()]) }
+        TagTable {
+            names: Mutex::new(vec![String::new()]),
+        }
     }
 
     /// The index for `value`, adding it if new. Compares bytes first so the common case (a value
     /// already seen) allocates nothing.
     pub(crate) fn intern(&self, value: &[u8]) -> u8 {
         let value = &value[..value.len().min(MAX_TAG_LEN)];
-        let value: &[u8] = if value.is_empty() { EMPTY_TAG.as_bytes() } else { value };
+        let value: &[u8] = if value.is_empty() {
+            EMPTY_TAG.as_bytes()
+        } else {
+            value
+        };
         let mut names = lock(&self.names);
-        if let Some(index) = names.iter().skip(1).position(|name| name.as_bytes() == value) {
+        if let Some(index) = names
+            .iter()
+            .skip(1)
+            .position(|name| name.as_bytes() == value)
+        {
             return index_u8(index + 1);
         }
         if names.len() < MAX_TAGS - 1 {
@@ -72,8 +82,7 @@ impl ErrorSamples {
     /// Records `message()` if `code` has no sample yet; the closure runs only then, so the hot
     /// path of a failing system does not format a string per op.
     pub(crate) fn note(&self, code: OutcomeCode, message: impl FnOnce() -> String) {
-        let mut first = lock(&self.first);
-        if !first.contains_key(&code) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = lock(&self.first).entry(code) {
             let mut text = message();
             if text.len() > MAX_SAMPLE_LEN {
                 let mut cut = MAX_SAMPLE_LEN;
@@ -83,7 +92,7 @@ impl ErrorSamples {
                 text.truncate(cut);
                 text.push('…');
             }
-            first.insert(code, text);
+            slot.insert(text);
         }
     }
 
@@ -95,7 +104,9 @@ impl ErrorSamples {
 /// Poisoning cannot leave these tables inconsistent (each update is a single push/insert), so a
 /// panic elsewhere must not turn into a second panic here.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -108,11 +119,18 @@ mod tests {
         (indices, table.names())
     }
 
+    /// (values interned in order, expected indices, expected table)
+    type Case<'a> = (&'a [&'a [u8]], &'a [u8], &'a [&'a str]);
+
     #[test]
     fn tags_intern_to_stable_small_indices() {
         let long = [b'x'; 100];
-        let cases: [(&[&[u8]], &[u8], &[&str]); 4] = [
-            (&[b"live", b"fallback-open", b"live"], &[1, 2, 1], &["", "live", "fallback-open"]),
+        let cases: [Case<'_>; 4] = [
+            (
+                &[b"live", b"fallback-open", b"live"],
+                &[1, 2, 1],
+                &["", "live", "fallback-open"],
+            ),
             (&[b""], &[1], &["", "(empty)"]),
             (&[&long, &long[..70]], &[1, 1], &["", &"x".repeat(64)]),
             (&[b"\xffok"], &[1], &["", "\u{fffd}ok"]),
@@ -127,13 +145,19 @@ mod tests {
     #[test]
     fn tag_table_overflows_into_one_slot() {
         let table = TagTable::new();
-        let indices: Vec<u8> = (0..200).map(|i| table.intern(format!("v{i}").as_bytes())).collect();
+        let indices: Vec<u8> = (0..200)
+            .map(|i| table.intern(format!("v{i}").as_bytes()))
+            .collect();
         let names = table.names();
         assert_eq!(names.len(), MAX_TAGS);
         assert_eq!(names[MAX_TAGS - 1], OVERFLOW_TAG);
         assert_eq!(indices[0], 1);
         assert_eq!(indices[MAX_TAGS - 3], (MAX_TAGS - 2) as u8);
-        assert!(indices[MAX_TAGS - 2..].iter().all(|&i| i == (MAX_TAGS - 1) as u8));
+        assert!(
+            indices[MAX_TAGS - 2..]
+                .iter()
+                .all(|&i| i == (MAX_TAGS - 1) as u8)
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub fn render_junit(journal: &Journal) -> String {
             TestCaseStatus::success()
         } else {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            status.set_message(format!("expected: {}; observed: {}", verdict.expected, verdict.observed));
+            status.set_message(format!(
+                "expected: {}; observed: {}",
+                verdict.expected, verdict.observed
+            ));
             status
         };
         let mut case = TestCase::new(verdict.id.as_str(), status);
@@ -24,5 +27,7 @@ pub fn render_junit(journal: &Journal) -> String {
         suite.add_test_case(TestCase::new("run", status));
     }
     report.add_test_suite(suite);
-    report.to_string().unwrap_or_else(|e| format!("<!-- junit rendering failed: {e} -->\n"))
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- junit rendering failed: {e} -->\n"))
 }

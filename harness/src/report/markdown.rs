@@ -18,10 +18,20 @@ pub fn render_markdown(j: &Journal) -> String {
         Outcome::InfrastructureError => "INFRASTRUCTURE ERROR",
     };
     let _ = writeln!(out, "# Faultline report: {}\n", j.experiment.name);
-    let _ = writeln!(out, "**Outcome: {outcome}**: {held} of {} verdicts held.\n", j.verdicts.len());
+    let _ = writeln!(
+        out,
+        "**Outcome: {outcome}**: {held} of {} verdicts held.\n",
+        j.verdicts.len()
+    );
     let _ = writeln!(out, "- experiment: `{}`", j.experiment.file);
     let _ = writeln!(out, "- verifies: {}", j.experiment.verifies.join(", "));
-    let _ = writeln!(out, "- run: `{}`, started {}, load {}", j.run.run_id, j.run.started_at, ms(j.run.duration_ms));
+    let _ = writeln!(
+        out,
+        "- run: `{}`, started {}, load {}",
+        j.run.run_id,
+        j.run.started_at,
+        ms(j.run.duration_ms)
+    );
     if let Some(description) = &j.experiment.description {
         let _ = writeln!(out, "\n{}", description.trim());
     }
@@ -30,10 +40,19 @@ pub fn render_markdown(j: &Journal) -> String {
     }
 
     let _ = writeln!(out, "\n## Verdicts\n");
-    let _ = writeln!(out, "| | verdict | expected | observed |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| | verdict | expected | observed |\n|---|---|---|---|"
+    );
     for v in &j.verdicts {
         let mark = if v.passed { "pass" } else { "**FAIL**" };
-        let _ = writeln!(out, "| {mark} | `{}` | {} | {} |", v.id, cell(&v.expected), cell(&v.observed));
+        let _ = writeln!(
+            out,
+            "| {mark} | `{}` | {} | {} |",
+            v.id,
+            cell(&v.expected),
+            cell(&v.observed)
+        );
     }
 
     let _ = writeln!(out, "\n## Assertions as planned\n");
@@ -42,16 +61,33 @@ pub fn render_markdown(j: &Journal) -> String {
     }
 
     if !j.experiment.faults.is_empty() {
-        let _ = writeln!(out, "\n## Faults\n\n| fault | kind | target | from | to |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n## Faults\n\n| fault | kind | target | from | to |\n|---|---|---|---|---|"
+        );
         for f in &j.experiment.faults {
-            let _ = writeln!(out, "| `{}` | {} | {} | {} | {} |", f.name, f.kind, cell(&f.target), format_offset_ms(f.start_ms), format_offset_ms(f.end_ms));
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} |",
+                f.name,
+                f.kind,
+                cell(&f.target),
+                format_offset_ms(f.start_ms),
+                format_offset_ms(f.end_ms)
+            );
         }
     }
 
     if !j.events.is_empty() {
         let _ = writeln!(out, "\n## Events\n\n| t | event | detail |\n|---|---|---|");
         for e in &j.events {
-            let _ = writeln!(out, "| {} | {:?} | {} |", format_offset_ms(e.at_ms), e.kind, cell(&e.detail));
+            let _ = writeln!(
+                out,
+                "| {} | {:?} | {} |",
+                format_offset_ms(e.at_ms),
+                e.kind,
+                cell(&e.detail)
+            );
         }
     }
 
@@ -86,14 +122,32 @@ fn workload_section(out: &mut String, j: &Journal, w: &WorkloadSummary) {
         "- generator scheduling lag: p99 {}, max {}: {}",
         us(w.sched_lag_p99_us),
         us(w.sched_lag_max_us),
-        if w.generator_valid { "kept its schedule".to_string() } else { format!("**fell behind**: {}", w.invalid_reason.as_deref().unwrap_or("")) }
+        if w.generator_valid {
+            "kept its schedule".to_string()
+        } else {
+            format!(
+                "**fell behind**: {}",
+                w.invalid_reason.as_deref().unwrap_or("")
+            )
+        }
     );
-    let _ = writeln!(out, "\n| phase | ops | errors | error rate | p50 | p99 | p99.9 | max | responses |\n|---|---|---|---|---|---|---|---|---|");
-    for (name, s) in w.phases.iter().map(|(n, s)| (n.as_str(), s)).chain([("all", &w.total)]) {
+    let _ = writeln!(
+        out,
+        "\n| phase | ops | errors | error rate | p50 | p99 | p99.9 | max | responses |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for (name, s) in w
+        .phases
+        .iter()
+        .map(|(n, s)| (n.as_str(), s))
+        .chain([("all", &w.total)])
+    {
         let _ = writeln!(out, "| {name} | {} |", stats_cells(s));
     }
     let _ = writeln!(out, "\n<details><summary>per second</summary>\n");
-    let _ = writeln!(out, "| t | faults | ops | errors | error rate | p50 | p99 | p99.9 | max | responses |\n|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| t | faults | ops | errors | error rate | p50 | p99 | p99.9 | max | responses |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
     for s in &w.per_second {
         let (from_ms, to_ms) = ((s.from_us / 1000) as i64, (s.to_us / 1000) as i64);
         let active: Vec<&str> = j
@@ -103,19 +157,38 @@ fn workload_section(out: &mut String, j: &Journal, w: &WorkloadSummary) {
             .filter(|f| f.start_ms < to_ms && f.end_ms > from_ms)
             .map(|f| f.name.as_str())
             .collect();
-        let _ = writeln!(out, "| {} | {} | {} |", format_offset_ms(from_ms), active.join(", "), stats_cells(s));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            format_offset_ms(from_ms),
+            active.join(", "),
+            stats_cells(s)
+        );
     }
     let _ = writeln!(out, "\n</details>");
 }
 
 fn stats_cells(s: &WindowStats) -> String {
-    let rate = if s.ops == 0 { 0.0 } else { 100.0 * s.errors as f64 / s.ops as f64 };
+    let rate = if s.ops == 0 {
+        0.0
+    } else {
+        100.0 * s.errors as f64 / s.ops as f64
+    };
     let (p50, p99, p999, max) = match &s.latency {
         Some(l) => (us(l.p50_us), us(l.p99_us), us(l.p999_us), us(l.max_us)),
         None => ("-".into(), "-".into(), "-".into(), "-".into()),
     };
-    let tags: Vec<String> = s.tags.iter().map(|(tag, n)| format!("{tag}: {n}")).collect();
-    format!("{} | {} | {rate:.2}% | {p50} | {p99} | {p999} | {max} | {}", s.ops, s.errors, tags.join(", "))
+    let tags: Vec<String> = s
+        .tags
+        .iter()
+        .map(|(tag, n)| format!("{tag}: {n}"))
+        .collect();
+    format!(
+        "{} | {} | {rate:.2}% | {p50} | {p99} | {p999} | {max} | {}",
+        s.ops,
+        s.errors,
+        tags.join(", ")
+    )
 }
 
 fn us(micros: u64) -> String {
@@ -123,7 +196,11 @@ fn us(micros: u64) -> String {
         return format!("{micros}us");
     }
     let millis = micros as f64 / 1000.0;
-    if millis < 1000.0 { format!("{millis:.1}ms") } else { format!("{:.2}s", millis / 1000.0) }
+    if millis < 1000.0 {
+        format!("{millis:.1}ms")
+    } else {
+        format!("{:.2}s", millis / 1000.0)
+    }
 }
 
 fn ms(millis: u64) -> String {

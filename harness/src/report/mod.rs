@@ -22,8 +22,16 @@ pub fn write_all(journal: &Journal, dir: &Path) -> std::io::Result<()> {
 
 /// Reads a journal back (for `faultline report`).
 pub fn read_journal(path: &Path) -> Result<Journal, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("`{}` is not a faultline journal: {e} (line {}, column {})", path.display(), e.line(), e.column()))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "`{}` is not a faultline journal: {e} (line {}, column {})",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// A half-written report is worse than none: write to a temporary file, then rename.

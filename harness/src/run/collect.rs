@@ -1,42 +1,17 @@
 //! Stage "collect": after healing, read back what the services report and what downstreams
 //! received, and turn workload records into per-call evidence on the run's time base.
 
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::journal::{BreakerEvidence, BreakerState, CallSeen, ObservedCall, ObservedTransition};
 use crate::load::WorkloadRecord;
 use crate::plan::{Assertion, Plan};
+use faultline_targets::breaker::State;
+use faultline_targets::playback::StateReport;
+use faultline_targets::recommendations::Arrivals;
 
 /// Reading evidence back is a handful of small requests; anything slower is a broken service.
 const COLLECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Deserialize)]
-struct ServiceState {
-    breakers: BTreeMap<String, BreakerReport>,
-}
-
-#[derive(Deserialize)]
-struct BreakerReport {
-    transitions: Vec<TransitionReport>,
-}
-
-#[derive(Deserialize)]
-struct TransitionReport {
-    at_unix_us: u64,
-    from: BreakerState,
-    to: BreakerState,
-    #[serde(default)]
-    reason: String,
-}
-
-#[derive(Deserialize)]
-struct Arrivals {
-    arrivals_unix_us: Vec<u64>,
-    #[serde(default)]
-    dropped: u64,
-}
 
 /// Converts between wall-clock microseconds and ms offsets from the run's t0.
 #[derive(Clone, Copy)]
@@ -51,8 +26,15 @@ impl TimeBase {
 }
 
 /// Breaker evidence for every breaker or fallback assertion (once per service/breaker pair).
-pub async fn breaker_evidence(plan: &Plan, records: &[WorkloadRecord], base: TimeBase) -> Result<Vec<BreakerEvidence>, String> {
-    let client = reqwest::Client::builder().timeout(COLLECT_TIMEOUT).build().map_err(|e| e.to_string())?;
+pub async fn breaker_evidence(
+    plan: &Plan,
+    records: &[WorkloadRecord],
+    base: TimeBase,
+) -> Result<Vec<BreakerEvidence>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(COLLECT_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut out: Vec<BreakerEvidence> = Vec::new();
     for assertion in &plan.assertions {
         let (service, breaker, workload, downstream) = match assertion {
@@ -60,7 +42,10 @@ pub async fn breaker_evidence(plan: &Plan, records: &[WorkloadRecord], base: Tim
             Assertion::Fallback(a) => (&a.service, &a.breaker, &a.workload, None),
             Assertion::Slo(_) => continue,
         };
-        if let Some(existing) = out.iter_mut().find(|e| &e.service == service && &e.breaker == breaker) {
+        if let Some(existing) = out
+            .iter_mut()
+            .find(|e| &e.service == service && &e.breaker == breaker)
+        {
             // A fallback assertion may come first; the breaker assertion adds the downstream.
             if let (Some(downstream), true) = (downstream, existing.downstream.is_empty()) {
                 existing.downstream = downstream.clone();
@@ -68,9 +53,11 @@ pub async fn breaker_evidence(plan: &Plan, records: &[WorkloadRecord], base: Tim
             }
             continue;
         }
-        let node = plan.node(service).ok_or_else(|| format!("no node `{service}`"))?;
+        let node = plan
+            .node(service)
+            .ok_or_else(|| format!("no node `{service}`"))?;
         let url = format!("http://{}/state", node.socket());
-        let state: ServiceState = get_json(&client, &url).await?;
+        let state: StateReport = get_json(&client, &url).await?;
         let report = state.breakers.get(breaker).ok_or_else(|| {
             let known: Vec<&String> = state.breakers.keys().collect();
             format!("`{service}` reports no breaker `{breaker}` (it has: {known:?})")
@@ -78,9 +65,17 @@ pub async fn breaker_evidence(plan: &Plan, records: &[WorkloadRecord], base: Tim
         let transitions = report
             .transitions
             .iter()
-            .map(|t| ObservedTransition { at_ms: base.offset_ms(t.at_unix_us), from: t.from, to: t.to, reason: t.reason.clone() })
+            .map(|t| ObservedTransition {
+                at_ms: base.offset_ms(t.at_unix_us),
+                from: state_of(t.from),
+                to: state_of(t.to),
+                reason: t.reason.clone(),
+            })
             .collect();
-        let record = records.iter().find(|r| &r.plan_name == workload).ok_or_else(|| format!("no record of workload `{workload}`"))?;
+        let record = records
+            .iter()
+            .find(|r| &r.plan_name == workload)
+            .ok_or_else(|| format!("no record of workload `{workload}`"))?;
         let arrivals_ms = match downstream {
             Some(d) => arrivals(&client, plan, d, base).await?,
             None => Vec::new(),
@@ -98,24 +93,52 @@ pub async fn breaker_evidence(plan: &Plan, records: &[WorkloadRecord], base: Tim
     Ok(out)
 }
 
-async fn arrivals(client: &reqwest::Client, plan: &Plan, downstream: &str, base: TimeBase) -> Result<Vec<i64>, String> {
-    let node = plan.node(downstream).ok_or_else(|| format!("no node `{downstream}`"))?;
-    let report: Arrivals = get_json(client, &format!("http://{}/__faultline/arrivals", node.socket())).await?;
+async fn arrivals(
+    client: &reqwest::Client,
+    plan: &Plan,
+    downstream: &str,
+    base: TimeBase,
+) -> Result<Vec<i64>, String> {
+    let node = plan
+        .node(downstream)
+        .ok_or_else(|| format!("no node `{downstream}`"))?;
+    let report: Arrivals = get_json(
+        client,
+        &format!("http://{}/__faultline/arrivals", node.socket()),
+    )
+    .await?;
     if report.dropped > 0 {
-        return Err(format!("`{downstream}` dropped {} arrival records: the evidence is incomplete", report.dropped));
+        return Err(format!(
+            "`{downstream}` dropped {} arrival records: the evidence is incomplete",
+            report.dropped
+        ));
     }
-    let mut out: Vec<i64> = report.arrivals_unix_us.iter().map(|&t| base.offset_ms(t)).collect();
+    let mut out: Vec<i64> = report
+        .arrivals_unix_us
+        .iter()
+        .map(|&t| base.offset_ms(t))
+        .collect();
     out.sort_unstable();
     Ok(out)
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> Result<T, String> {
-    let response = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<T, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("GET {url}: status {status}"));
     }
-    response.json().await.map_err(|e| format!("GET {url}: unexpected answer: {e}"))
+    response
+        .json()
+        .await
+        .map_err(|e| format!("GET {url}: unexpected answer: {e}"))
 }
 
 /// One `ObservedCall` per operation, classified by the service's `x-faultline-source` tag.
@@ -135,4 +158,12 @@ pub fn calls(record: &WorkloadRecord) -> Vec<ObservedCall> {
             ObservedCall(intended_ms, done_ms, seen, op.outcome.is_ok())
         })
         .collect()
+}
+
+fn state_of(state: State) -> BreakerState {
+    match state {
+        State::Closed => BreakerState::Closed,
+        State::Open => BreakerState::Open,
+        State::HalfOpen => BreakerState::HalfOpen,
+    }
 }

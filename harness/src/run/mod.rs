@@ -47,13 +47,28 @@ pub fn run_experiment(plan: &Plan, options: &RunOptions, progress: Arc<dyn Progr
     lab_options.keep_state |= options.keep_lab;
     let handle = match lab::enter_new_lab_with(&run_id, &lab_options) {
         Ok(handle) => handle,
-        Err(error) => return failed_journal(plan, &run_id, started, format!("the lab could not be made: {error}")),
+        Err(error) => {
+            return failed_journal(
+                plan,
+                &run_id,
+                started,
+                format!("the lab could not be made: {error}"),
+            );
+        }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             let _ = handle.close();
-            return failed_journal(plan, &run_id, started, format!("the async runtime could not start: {error}"));
+            return failed_journal(
+                plan,
+                &run_id,
+                started,
+                format!("the async runtime could not start: {error}"),
+            );
         }
     };
     let plan = Arc::new(plan.clone());
@@ -63,10 +78,22 @@ pub fn run_experiment(plan: &Plan, options: &RunOptions, progress: Arc<dyn Progr
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let signals = tokio::spawn(cancel_on_signal(cancel_tx, progress.clone()));
         // The run is its own task so that a panic in it is caught here and the lab still goes.
-        let task = tokio::spawn(execute(plan.clone(), lab.clone(), run_id.clone(), started, cancel_rx, progress.clone()));
+        let task = tokio::spawn(execute(
+            plan.clone(),
+            lab.clone(),
+            run_id.clone(),
+            started,
+            cancel_rx,
+            progress.clone(),
+        ));
         let mut journal = match task.await {
             Ok(journal) => journal,
-            Err(error) => failed_journal(&plan, &run_id, started, format!("the run panicked: {error}")),
+            Err(error) => failed_journal(
+                &plan,
+                &run_id,
+                started,
+                format!("the run panicked: {error}"),
+            ),
         };
         signals.abort();
         progress.event(RunEvent::Stage(Stage::Teardown));
@@ -76,7 +103,11 @@ pub fn run_experiment(plan: &Plan, options: &RunOptions, progress: Arc<dyn Progr
             }
         }
         if let Err(error) = lab.shutdown().await {
-            journal.events.push(Event { at_ms: journal.run.duration_ms as i64, kind: EventKind::Note, detail: format!("teardown: {error}") });
+            journal.events.push(Event {
+                at_ms: journal.run.duration_ms as i64,
+                kind: EventKind::Note,
+                detail: format!("teardown: {error}"),
+            });
         }
         journal.run.harness_peak_rss_kib = peak_rss_kib();
         journal
@@ -87,7 +118,10 @@ pub fn run_experiment(plan: &Plan, options: &RunOptions, progress: Arc<dyn Progr
 pub fn hold_lab(plan: &Plan, progress: Arc<dyn Progress>) -> Result<(), String> {
     let run_id = lab::new_run_id();
     let handle = lab::enter_new_lab(&run_id).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let lab = Lab::new(handle);
         let result = provision::provision(plan, &lab, progress.as_ref()).await;
@@ -109,49 +143,101 @@ pub fn hold_lab(plan: &Plan, progress: Arc<dyn Progress>) -> Result<(), String> 
 
 async fn cancel_on_signal(cancel: watch::Sender<bool>, progress: Arc<dyn Progress>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     let name = tokio::select! {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     };
-    progress.event(RunEvent::Note(format!("{name} received: healing faults and tearing the lab down")));
+    progress.event(RunEvent::Note(format!(
+        "{name} received: healing faults and tearing the lab down"
+    )));
     let _ = cancel.send(true);
 }
 
-async fn execute(plan: Arc<Plan>, lab: Arc<Lab>, run_id: String, started: SystemTime, cancel: watch::Receiver<bool>, progress: Arc<dyn Progress>) -> Journal {
+async fn execute(
+    plan: Arc<Plan>,
+    lab: Arc<Lab>,
+    run_id: String,
+    started: SystemTime,
+    cancel: watch::Receiver<bool>,
+    progress: Arc<dyn Progress>,
+) -> Journal {
     let setup_started = Instant::now();
     let provisioned = match provision::provision(&plan, &lab, progress.as_ref()).await {
         Ok(p) => p,
-        Err(error) => return failed_journal(&plan, &run_id, started, format!("provisioning failed: {error}")),
+        Err(error) => {
+            return failed_journal(
+                &plan,
+                &run_id,
+                started,
+                format!("provisioning failed: {error}"),
+            );
+        }
     };
     let setup_ms = setup_started.elapsed().as_millis() as u64;
     if *cancel.borrow() {
-        return failed_journal(&plan, &run_id, started, "cancelled during provisioning".into());
+        return failed_journal(
+            &plan,
+            &run_id,
+            started,
+            "cancelled during provisioning".into(),
+        );
     }
 
     progress.event(RunEvent::Stage(Stage::Load));
     let t0 = Instant::now();
-    let base = TimeBase { t0_unix_us: unix_us(SystemTime::now()) };
+    let base = TimeBase {
+        t0_unix_us: unix_us(SystemTime::now()),
+    };
     let shared = Arc::new(Shared::default());
-    shared.log(t0, EventKind::LoadStarted, format!("{} workloads for {}", plan.workloads.len(), crate::units::format_duration(plan.duration)));
+    shared.log(
+        t0,
+        EventKind::LoadStarted,
+        format!(
+            "{} workloads for {}",
+            plan.workloads.len(),
+            crate::units::format_duration(plan.duration)
+        ),
+    );
     let mut live = Vec::new();
     let mut workload_tasks = Vec::new();
     for w in &plan.workloads {
         let stats = Arc::new(LiveStats::new());
         live.push((w.plan.name.clone(), stats.clone()));
         let (wplan, cancel) = (w.plan.clone(), cancel.clone());
-        workload_tasks.push(tokio::spawn(async move { load::run_workload(&wplan, t0, Duration::ZERO, cancel, stats).await }));
+        workload_tasks.push(tokio::spawn(async move {
+            load::run_workload(&wplan, t0, Duration::ZERO, cancel, stats).await
+        }));
     }
     let ctx = FaultContext::new(lab.clone(), provisioned.toxiproxy.clone());
     let fault_tasks: Vec<_> = plan
         .faults
         .iter()
-        .map(|f| tokio::spawn(schedule::run_fault(f.clone(), ctx.clone(), t0, cancel.clone(), shared.clone(), progress.clone())))
+        .map(|f| {
+            tokio::spawn(schedule::run_fault(
+                f.clone(),
+                ctx.clone(),
+                t0,
+                cancel.clone(),
+                shared.clone(),
+                progress.clone(),
+            ))
+        })
         .collect();
     let (done_tx, done_rx) = watch::channel(false);
-    let ticker = tokio::spawn(schedule::ticker(plan.clone(), live, t0, shared.clone(), progress.clone(), done_rx));
+    let ticker = tokio::spawn(schedule::ticker(
+        plan.clone(),
+        live,
+        t0,
+        shared.clone(),
+        progress.clone(),
+        done_rx,
+    ));
 
     let mut records: Vec<WorkloadRecord> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
@@ -185,14 +271,30 @@ async fn execute(plan: Arc<Plan>, lab: Arc<Lab>, run_id: String, started: System
     };
     for b in &evidence.breakers {
         for t in &b.transitions {
-            let detail = format!("{} breaker `{}`: {:?} -> {:?} ({})", b.service, b.breaker, t.from, t.to, t.reason);
-            shared.events.lock().map(|mut e| e.push(Event { at_ms: t.at_ms, kind: EventKind::BreakerTransition, detail })).ok();
+            let detail = format!(
+                "{} breaker `{}`: {:?} -> {:?} ({})",
+                b.service, b.breaker, t.from, t.to, t.reason
+            );
+            shared
+                .events
+                .lock()
+                .map(|mut e| {
+                    e.push(Event {
+                        at_ms: t.at_ms,
+                        kind: EventKind::BreakerTransition,
+                        detail,
+                    })
+                })
+                .ok();
         }
     }
 
     progress.event(RunEvent::Stage(Stage::Judge));
     let phases = phase_windows(&plan);
-    let timeline: Vec<_> = records.iter().map(|r| load::summarize(r, &phases)).collect();
+    let timeline: Vec<_> = records
+        .iter()
+        .map(|r| load::summarize(r, &phases))
+        .collect();
     let faults = fault_windows(&plan);
     let verdicts = verdict::judge(&plan.assertions, &timeline, &evidence, &faults);
     let cancelled = *cancel.borrow();
@@ -218,7 +320,10 @@ async fn execute(plan: Arc<Plan>, lab: Arc<Lab>, run_id: String, started: System
 fn outcome(verdicts: &[Verdict], infrastructure_error: bool) -> Outcome {
     if infrastructure_error {
         Outcome::InfrastructureError
-    } else if verdicts.iter().any(|v| !v.passed && v.id.starts_with("generator/")) {
+    } else if verdicts
+        .iter()
+        .any(|v| !v.passed && v.id.starts_with("generator/"))
+    {
         Outcome::Invalid
     } else if verdicts.iter().all(|v| v.passed) {
         Outcome::Passed
@@ -230,7 +335,11 @@ fn outcome(verdicts: &[Verdict], infrastructure_error: bool) -> Outcome {
 /// before: until the first fault; during: first fault start to last fault end; after: the rest.
 pub fn phase_windows(plan: &Plan) -> Vec<PhaseWindow> {
     let end = plan.duration.as_micros() as u64;
-    let window = |name: &str, from: Duration, to_us: u64| PhaseWindow { name: name.into(), from_us: from.as_micros() as u64, to_us };
+    let window = |name: &str, from: Duration, to_us: u64| PhaseWindow {
+        name: name.into(),
+        from_us: from.as_micros() as u64,
+        to_us,
+    };
     match plan.fault_window() {
         None => vec![window("before", Duration::ZERO, end)],
         Some((start, stop)) => vec![
@@ -244,7 +353,13 @@ pub fn phase_windows(plan: &Plan) -> Vec<PhaseWindow> {
 fn fault_windows(plan: &Plan) -> Vec<FaultWindow> {
     plan.faults
         .iter()
-        .map(|f| FaultWindow { name: f.name.clone(), kind: f.kind.clone(), target: f.target.clone(), start_ms: f.at.as_millis() as i64, end_ms: f.ends().as_millis() as i64 })
+        .map(|f| FaultWindow {
+            name: f.name.clone(),
+            kind: f.kind.clone(),
+            target: f.target.clone(),
+            start_ms: f.at.as_millis() as i64,
+            end_ms: f.ends().as_millis() as i64,
+        })
         .collect()
 }
 
@@ -294,12 +409,17 @@ fn component_versions() -> BTreeMap<String, String> {
     cache
         .and_then(|dir| std::fs::read_to_string(dir.join("versions.json")).ok())
         .and_then(|text| serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&text).ok())
-        .map(|map| map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+        .map(|map| {
+            map.into_iter()
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn unix_us(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The harness's own peak resident memory (`VmHWM`), for reports.

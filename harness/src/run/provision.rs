@@ -20,16 +20,30 @@ pub struct Provisioned {
     pub ready_ms: BTreeMap<String, u64>,
 }
 
-pub async fn provision(plan: &Plan, lab: &Lab, progress: &dyn Progress) -> Result<Provisioned, String> {
+pub async fn provision(
+    plan: &Plan,
+    lab: &Lab,
+    progress: &dyn Progress,
+) -> Result<Provisioned, String> {
     let mut ready_ms = BTreeMap::new();
     let toxiproxy = if plan.proxies.is_empty() {
         None
     } else {
-        let (client, info) = Toxiproxy::start_server(lab, "toxiproxy", TOXIPROXY_API).await.map_err(|e| e.to_string())?;
+        let (client, info) = Toxiproxy::start_server(lab, "toxiproxy", TOXIPROXY_API)
+            .await
+            .map_err(|e| e.to_string())?;
         ready(progress, &mut ready_ms, "toxiproxy", info.ready_after);
         for proxy in &plan.proxies {
-            let new = NewProxy { name: proxy.name.clone(), listen: proxy.listen.to_string(), upstream: proxy.upstream.to_string(), enabled: true };
-            client.create_proxy(&new).await.map_err(|e| format!("creating proxy `{}`: {e}", proxy.link))?;
+            let new = NewProxy {
+                name: proxy.name.clone(),
+                listen: proxy.listen.to_string(),
+                upstream: proxy.upstream.to_string(),
+                enabled: true,
+            };
+            client
+                .create_proxy(&new)
+                .await
+                .map_err(|e| format!("creating proxy `{}`: {e}", proxy.link))?;
         }
         Some(client)
     };
@@ -40,12 +54,23 @@ pub async fn provision(plan: &Plan, lab: &Lab, progress: &dyn Progress) -> Resul
         let info = lab.start_node(&spec).await.map_err(|e| e.to_string())?;
         ready(progress, &mut ready_ms, &node.name, info.ready_after);
     }
-    Ok(Provisioned { toxiproxy, ready_ms })
+    Ok(Provisioned {
+        toxiproxy,
+        ready_ms,
+    })
 }
 
-fn ready(progress: &dyn Progress, ready_ms: &mut BTreeMap<String, u64>, node: &str, after: Duration) {
+fn ready(
+    progress: &dyn Progress,
+    ready_ms: &mut BTreeMap<String, u64>,
+    node: &str,
+    after: Duration,
+) {
     ready_ms.insert(node.to_string(), after.as_millis() as u64);
-    progress.event(RunEvent::NodeReady { node: node.to_string(), after });
+    progress.event(RunEvent::NodeReady {
+        node: node.to_string(),
+        after,
+    });
 }
 
 /// How each kind of node runs in the lab.
@@ -53,7 +78,10 @@ fn node_spec(lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, LabError> {
     let dir = lab.node_dir(&node.name);
     let spec = match node.kind {
         NodeKind::Redis => {
-            let mut spec = NodeSpec::new(&node.name, find_tool("redis-server")?, Readiness::TcpPort(node.socket())).args([
+            // Not `TcpPort`: after a restart Redis accepts connections while still loading its data
+            // (answering `LOADING`); this line is printed once it serves.
+            let ready = Readiness::LogLine("Ready to accept connections".into());
+            let mut spec = NodeSpec::new(&node.name, find_tool("redis-server")?, ready).args([
                 "--bind".to_string(),
                 node.addr.to_string(),
                 "--port".into(),
@@ -70,7 +98,9 @@ fn node_spec(lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, LabError> {
             // Experiment-given options come last so they override the defaults above.
             if let Some(options) = node.config.as_object() {
                 for (key, value) in options {
-                    let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                    let value = value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_string);
                     spec = spec.args([format!("--{key}"), value]);
                 }
             }
@@ -78,10 +108,17 @@ fn node_spec(lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, LabError> {
         }
         NodeKind::Playback | NodeKind::Recommendations => {
             let binary = find_target_binary(node.kind.name())?;
-            std::fs::create_dir_all(&dir).map_err(|source| LabError::Io { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             let config = dir.join("config.json");
-            let json = serde_json::to_vec_pretty(&node.config).map_err(|e| LabError::Other(e.to_string()))?;
-            std::fs::write(&config, json).map_err(|source| LabError::Io { path: config.clone(), source })?;
+            let json = serde_json::to_vec_pretty(&node.config)
+                .map_err(|e| LabError::Other(e.to_string()))?;
+            std::fs::write(&config, json).map_err(|source| LabError::Io {
+                path: config.clone(),
+                source,
+            })?;
             let health = format!("http://{}/health", node.socket());
             NodeSpec::new(&node.name, binary, Readiness::Http { url: health }).args([
                 "--listen".to_string(),

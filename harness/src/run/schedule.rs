@@ -26,7 +26,11 @@ impl Shared {
     pub fn log(&self, t0: Instant, kind: EventKind, detail: String) {
         let at_ms = t0.elapsed().as_millis() as i64;
         if let Ok(mut events) = self.events.lock() {
-            events.push(Event { at_ms, kind, detail });
+            events.push(Event {
+                at_ms,
+                kind,
+                detail,
+            });
         }
     }
 }
@@ -57,13 +61,28 @@ pub async fn run_fault(
     let mut guard = match faults::apply(&ctx, &fault.name, &fault.action).await {
         Ok(guard) => guard,
         Err(error) => {
-            shared.log(t0, EventKind::FaultError, format!("`{}` could not be applied: {error}", fault.name));
-            progress.event(RunEvent::FaultError { name: fault.name.clone(), error: error.to_string() });
+            shared.log(
+                t0,
+                EventKind::FaultError,
+                format!("`{}` could not be applied: {error}", fault.name),
+            );
+            progress.event(RunEvent::FaultError {
+                name: fault.name.clone(),
+                error: error.to_string(),
+            });
             return;
         }
     };
-    shared.log(t0, EventKind::FaultApplied, format!("`{}` ({}) on {}", fault.name, fault.kind, fault.target));
-    progress.event(RunEvent::FaultApplied { name: fault.name.clone(), at: t0.elapsed(), target: fault.target.clone() });
+    shared.log(
+        t0,
+        EventKind::FaultApplied,
+        format!("`{}` ({}) on {}", fault.name, fault.kind, fault.target),
+    );
+    progress.event(RunEvent::FaultApplied {
+        name: fault.name.clone(),
+        at: t0.elapsed(),
+        target: fault.target.clone(),
+    });
     let Some(lasts) = fault.lasts else { return };
     if let Ok(mut active) = shared.active.lock() {
         active.insert(fault.name.clone());
@@ -76,12 +95,26 @@ pub async fn run_fault(
     match result {
         Ok(()) => {
             let why = if cancelled { " (run cancelled)" } else { "" };
-            shared.log(t0, EventKind::FaultHealed, format!("`{}` healed{why}", fault.name));
-            progress.event(RunEvent::FaultHealed { name: fault.name.clone(), at: t0.elapsed() });
+            shared.log(
+                t0,
+                EventKind::FaultHealed,
+                format!("`{}` healed{why}", fault.name),
+            );
+            progress.event(RunEvent::FaultHealed {
+                name: fault.name.clone(),
+                at: t0.elapsed(),
+            });
         }
         Err(error) => {
-            shared.log(t0, EventKind::FaultError, format!("`{}` could not be healed: {error}", fault.name));
-            progress.event(RunEvent::FaultError { name: fault.name.clone(), error: error.to_string() });
+            shared.log(
+                t0,
+                EventKind::FaultError,
+                format!("`{}` could not be healed: {error}", fault.name),
+            );
+            progress.event(RunEvent::FaultError {
+                name: fault.name.clone(),
+                error: error.to_string(),
+            });
         }
     }
 }
@@ -122,7 +155,17 @@ pub async fn ticker(
                 }
             })
             .collect();
-        let active_faults = shared.active.lock().map(|a| a.iter().cloned().collect()).unwrap_or_default();
-        progress.event(RunEvent::Tick(Tick { elapsed, total: plan.duration, phase, workloads, active_faults }));
+        let active_faults = shared
+            .active
+            .lock()
+            .map(|a| a.iter().cloned().collect())
+            .unwrap_or_default();
+        progress.event(RunEvent::Tick(Tick {
+            elapsed,
+            total: plan.duration,
+            phase,
+            workloads,
+            active_faults,
+        }));
     }
 }

@@ -28,7 +28,10 @@ impl Diagnostic {
             let gutter = self.line.to_string();
             let pad = " ".repeat(gutter.len());
             let caret_at = (self.column.saturating_sub(1) as usize).min(shown.chars().count());
-            out.push_str(&format!("\n{pad} |\n{gutter} | {shown}\n{pad} | {}^", " ".repeat(caret_at)));
+            out.push_str(&format!(
+                "\n{pad} |\n{gutter} | {shown}\n{pad} | {}^",
+                " ".repeat(caret_at)
+            ));
         }
         out
     }
@@ -37,7 +40,11 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.column, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: error: {}",
+                self.file, self.line, self.column, self.message
+            )?;
         } else {
             write!(f, "{}: error: {}", self.file, self.message)?;
         }
@@ -57,7 +64,10 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn new(file: impl Into<String>) -> Self {
-        Self { file: file.into(), items: Vec::new() }
+        Self {
+            file: file.into(),
+            items: Vec::new(),
+        }
     }
 
     /// Records a problem at `at` (a value's location).
@@ -66,7 +76,12 @@ impl Diagnostics {
     }
 
     /// Records a problem with a hint.
-    pub fn error_hint(&mut self, at: &Location, message: impl Into<String>, hint: impl Into<String>) {
+    pub fn error_hint(
+        &mut self,
+        at: &Location,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.push(at.line(), at.column(), message.into(), Some(hint.into()));
     }
 
@@ -76,7 +91,13 @@ impl Diagnostics {
     }
 
     pub fn push(&mut self, line: u64, column: u64, message: String, hint: Option<String>) {
-        self.items.push(Diagnostic { file: self.file.clone(), line, column, message, hint });
+        self.items.push(Diagnostic {
+            file: self.file.clone(),
+            line,
+            column,
+            message,
+            hint,
+        });
     }
 
     pub fn is_empty(&self) -> bool {

@@ -21,7 +21,10 @@ mod limits {
 pub fn parse_str(source: &str, diags: &mut Diagnostics) -> Option<ExperimentFile> {
     if source.len() > MAX_FILE_BYTES {
         diags.error_whole_file(
-            format!("file is {} bytes, above the limit of {MAX_FILE_BYTES}", source.len()),
+            format!(
+                "file is {} bytes, above the limit of {MAX_FILE_BYTES}",
+                source.len()
+            ),
             Some("experiment files are small YAML documents".into()),
         );
         return None;
@@ -56,7 +59,10 @@ pub fn parse_str(source: &str, diags: &mut Diagnostics) -> Option<ExperimentFile
 pub fn decode(bytes: &[u8], diags: &mut Diagnostics) -> Option<String> {
     if bytes.len() > MAX_FILE_BYTES {
         diags.error_whole_file(
-            format!("file is {} bytes, above the limit of {MAX_FILE_BYTES}", bytes.len()),
+            format!(
+                "file is {} bytes, above the limit of {MAX_FILE_BYTES}",
+                bytes.len()
+            ),
             Some("experiment files are small YAML documents".into()),
         );
         return None;
@@ -66,7 +72,12 @@ pub fn decode(bytes: &[u8], diags: &mut Diagnostics) -> Option<String> {
         Err(error) => {
             let offset = error.valid_up_to();
             let line = bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-            let column = bytes[..offset].iter().rev().take_while(|&&b| b != b'\n').count() as u64 + 1;
+            let column = bytes[..offset]
+                .iter()
+                .rev()
+                .take_while(|&&b| b != b'\n')
+                .count() as u64
+                + 1;
             diags.push(line, column, "file is not UTF-8 text".into(), None);
             None
         }

@@ -44,7 +44,11 @@ pub fn validate_str(label: &str, source: &str) -> Result<Plan, Vec<Diagnostic>> 
         return Err(diags.into_sorted());
     };
     let plan = Resolver { diags: &mut diags }.resolve(label, file);
-    if diags.is_empty() { Ok(plan) } else { Err(diags.into_sorted()) }
+    if diags.is_empty() {
+        Ok(plan)
+    } else {
+        Err(diags.into_sorted())
+    }
 }
 
 struct Resolver<'a> {
@@ -73,29 +77,48 @@ impl Resolver<'_> {
                     Some(near) => format!("did you mean `{near}`?"),
                     None => "ids are listed in shared/seeds/CATALOGUE.md".into(),
                 };
-                self.diags.error_hint(&id.referenced, format!("unknown catalogue id `{}`", id.value), hint);
+                self.diags.error_hint(
+                    &id.referenced,
+                    format!("unknown catalogue id `{}`", id.value),
+                    hint,
+                );
             }
         }
-        let duration = self.duration(&file.load.duration, "load duration").unwrap_or_default();
+        let duration = self
+            .duration(&file.load.duration, "load duration")
+            .unwrap_or_default();
         if duration.is_zero() && self.diags.is_empty() {
-            self.diags.error(&file.load.duration.referenced, "the run's duration must be above zero");
+            self.diags.error(
+                &file.load.duration.referenced,
+                "the run's duration must be above zero",
+            );
         }
 
         let (nodes, groups, proxies) = self.topology(&file);
-        let topo = Topology { nodes: &nodes, groups: &groups, proxies: &proxies };
+        let topo = Topology {
+            nodes: &nodes,
+            groups: &groups,
+            proxies: &proxies,
+        };
 
         let mut workloads = Vec::new();
         let mut names = BTreeSet::new();
         for spec in &file.load.workloads {
             if !names.insert(spec.name.value.clone()) {
-                self.diags.error(&spec.name.referenced, format!("workload `{}` is defined twice", spec.name.value));
+                self.diags.error(
+                    &spec.name.referenced,
+                    format!("workload `{}` is defined twice", spec.name.value),
+                );
             }
             if let Some(w) = self.workload(spec, duration, &topo) {
                 workloads.push(w);
             }
         }
         if file.load.workloads.is_empty() {
-            self.diags.error(&file.load.duration.referenced, "`load.workloads` is empty: an experiment needs traffic");
+            self.diags.error(
+                &file.load.duration.referenced,
+                "`load.workloads` is empty: an experiment needs traffic",
+            );
         }
 
         let mut faults = Vec::new();
@@ -112,7 +135,10 @@ impl Resolver<'_> {
             }
         }
         if file.assertions.is_empty() {
-            self.diags.error(&file.name.referenced, "`assertions` is empty: an experiment must judge something");
+            self.diags.error(
+                &file.name.referenced,
+                "`assertions` is empty: an experiment must judge something",
+            );
         }
 
         Plan {
@@ -132,29 +158,50 @@ impl Resolver<'_> {
 
     // ---- topology -------------------------------------------------------------------------
 
-    fn topology(&mut self, file: &ExperimentFile) -> (Vec<PlannedNode>, BTreeMap<String, Vec<String>>, Vec<PlannedProxy>) {
+    fn topology(
+        &mut self,
+        file: &ExperimentFile,
+    ) -> (
+        Vec<PlannedNode>,
+        BTreeMap<String, Vec<String>>,
+        Vec<PlannedProxy>,
+    ) {
         let mut kinds: BTreeMap<String, NodeKind> = BTreeMap::new();
         for node in &file.topology.nodes {
             self.identifier(&node.name, "node");
-            let kind = NodeKind::ALL.iter().find(|(name, _)| *name == node.kind.value).map(|(_, k)| *k);
+            let kind = NodeKind::ALL
+                .iter()
+                .find(|(name, _)| *name == node.kind.value)
+                .map(|(_, k)| *k);
             match kind {
                 Some(kind) => {
                     if kinds.insert(node.name.value.clone(), kind).is_some() {
-                        self.diags.error(&node.name.referenced, format!("node `{}` is defined twice", node.name.value));
+                        self.diags.error(
+                            &node.name.referenced,
+                            format!("node `{}` is defined twice", node.name.value),
+                        );
                     }
                 }
-                None => self.unknown(&node.kind, "node kind", &NodeKind::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>()),
+                None => self.unknown(
+                    &node.kind,
+                    "node kind",
+                    &NodeKind::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                ),
             }
         }
         if file.topology.nodes.is_empty() {
-            self.diags.error_whole_file("`topology.nodes` is empty", None);
+            self.diags
+                .error_whole_file("`topology.nodes` is empty", None);
         }
 
         // Groups: members must exist; names must not shadow nodes (targets may be either).
         let mut groups = BTreeMap::new();
         for (group, members) in &file.topology.groups {
             if kinds.contains_key(group) {
-                self.diags.error(&members.referenced, format!("group `{group}` has the name of a node"));
+                self.diags.error(
+                    &members.referenced,
+                    format!("group `{group}` has the name of a node"),
+                );
             }
             let mut resolved = Vec::new();
             for member in &members.value {
@@ -176,7 +223,10 @@ impl Resolver<'_> {
             if !kinds.contains_key(&node.name.value) || addrs.contains_key(&node.name.value) {
                 continue;
             }
-            let first_group = groups.iter().find(|(_, m)| m.contains(&node.name.value)).map(|(g, _)| g.as_str());
+            let first_group = groups
+                .iter()
+                .find(|(_, m)| m.contains(&node.name.value))
+                .map(|(g, _)| g.as_str());
             let (block, host) = match first_group {
                 Some(group) => {
                     let entry = block_of_group.entry(group).or_insert_with(|| {
@@ -194,7 +244,10 @@ impl Resolver<'_> {
                 }
             };
             if block >= 249 {
-                self.diags.error(&node.name.referenced, "too many nodes: the lab has room for 248 address blocks");
+                self.diags.error(
+                    &node.name.referenced,
+                    "too many nodes: the lab has room for 248 address blocks",
+                );
             }
             addrs.insert(node.name.value.clone(), Ipv4Addr::new(127, 0, block, host));
         }
@@ -203,8 +256,12 @@ impl Resolver<'_> {
         let mut proxies = Vec::new();
         let mut nodes = Vec::new();
         for node in &file.topology.nodes {
-            let Some(&kind) = kinds.get(&node.name.value) else { continue };
-            let Some(&addr) = addrs.get(&node.name.value) else { continue };
+            let Some(&kind) = kinds.get(&node.name.value) else {
+                continue;
+            };
+            let Some(&addr) = addrs.get(&node.name.value) else {
+                continue;
+            };
             let mut role_urls: BTreeMap<String, SocketAddr> = BTreeMap::new();
             for (role, used) in &node.uses {
                 let Some(&used_kind) = kinds.get(&used.value) else {
@@ -213,18 +270,28 @@ impl Resolver<'_> {
                 };
                 match kind.required_uses().iter().find(|(r, _)| r == role) {
                     None => {
-                        let roles: Vec<&str> = kind.required_uses().iter().map(|(r, _)| *r).collect();
+                        let roles: Vec<&str> =
+                            kind.required_uses().iter().map(|(r, _)| *r).collect();
                         self.diags.error_hint(
                             &used.referenced,
                             format!("a `{}` node takes no `{role}` in `uses`", kind.name()),
-                            if roles.is_empty() { "this kind uses no other node".to_string() } else { format!("it takes: {}", roles.join(", ")) },
+                            if roles.is_empty() {
+                                "this kind uses no other node".to_string()
+                            } else {
+                                format!("it takes: {}", roles.join(", "))
+                            },
                         );
                         continue;
                     }
                     Some((_, wanted)) if *wanted != used_kind => {
                         self.diags.error(
                             &used.referenced,
-                            format!("`{role}` must be a `{}` node, but `{}` is a `{}`", wanted.name(), used.value, used_kind.name()),
+                            format!(
+                                "`{role}` must be a `{}` node, but `{}` is a `{}`",
+                                wanted.name(),
+                                used.value,
+                                used_kind.name()
+                            ),
                         );
                         continue;
                     }
@@ -232,7 +299,8 @@ impl Resolver<'_> {
                 }
                 let index = proxies.len() as u8 + 1;
                 let upstream = SocketAddr::new(addrs[&used.value].into(), used_kind.port());
-                let listen = SocketAddr::new(Ipv4Addr::new(127, 0, 250, index).into(), used_kind.port());
+                let listen =
+                    SocketAddr::new(Ipv4Addr::new(127, 0, 250, index).into(), used_kind.port());
                 proxies.push(PlannedProxy {
                     link: format!("{}->{}", node.name.value, used.value),
                     name: format!("{}_to_{}", node.name.value, used.value),
@@ -245,13 +313,23 @@ impl Resolver<'_> {
                 if !node.uses.contains_key(*role) {
                     self.diags.error_hint(
                         &node.name.referenced,
-                        format!("`{}` node `{}` needs `uses.{role}`", kind.name(), node.name.value),
+                        format!(
+                            "`{}` node `{}` needs `uses.{role}`",
+                            kind.name(),
+                            node.name.value
+                        ),
                         format!("add `uses: {{ {role}: <node> }}`"),
                     );
                 }
             }
             let config = self.node_config(kind, node.config.as_ref(), &role_urls);
-            nodes.push(PlannedNode { name: node.name.value.clone(), kind, addr, port: kind.port(), config });
+            nodes.push(PlannedNode {
+                name: node.name.value.clone(),
+                kind,
+                addr,
+                port: kind.port(),
+                config,
+            });
         }
         (nodes, groups, proxies)
     }
@@ -264,7 +342,9 @@ impl Resolver<'_> {
         uses: &BTreeMap<String, SocketAddr>,
     ) -> serde_json::Value {
         let at = config.map(|c| c.referenced);
-        let mut value = config.map(|c| c.value.clone()).unwrap_or(serde_json::json!({}));
+        let mut value = config
+            .map(|c| c.value.clone())
+            .unwrap_or(serde_json::json!({}));
         if value.is_null() {
             value = serde_json::json!({});
         }
@@ -279,17 +359,28 @@ impl Resolver<'_> {
                 for field in ["redis", "recommendations_url"] {
                     if object.contains_key(field) {
                         if let Some(at) = at {
-                            self.diags.error_hint(&at, format!("`config.{field}` is set by the harness"), "remove it: `uses` decides where the service connects");
+                            self.diags.error_hint(
+                                &at,
+                                format!("`config.{field}` is set by the harness"),
+                                "remove it: `uses` decides where the service connects",
+                            );
                         }
                     }
                 }
-                let redis = uses.get("redis").map_or("127.0.0.1:1".to_string(), |a| a.to_string());
-                let recs = uses.get("recommendations").map_or("http://127.0.0.1:1".to_string(), |a| format!("http://{a}"));
+                let redis = uses
+                    .get("redis")
+                    .map_or("127.0.0.1:1".to_string(), |a| a.to_string());
+                let recs = uses
+                    .get("recommendations")
+                    .map_or("http://127.0.0.1:1".to_string(), |a| format!("http://{a}"));
                 object.insert("redis".into(), redis.into());
                 object.insert("recommendations_url".into(), recs.into());
                 check_config::<faultline_targets::config::PlaybackConfig>(&value)
+                    .and_then(|config| config.validate())
             }
-            NodeKind::Recommendations => check_config::<faultline_targets::config::RecommendationsConfig>(&value),
+            NodeKind::Recommendations => {
+                check_config::<faultline_targets::config::RecommendationsConfig>(&value).map(|_| ())
+            }
             NodeKind::Redis => {
                 // Redis options pass through as `--key value`; only scalars make sense there.
                 match object.iter().find(|(_, v)| v.is_object() || v.is_array()) {
@@ -299,18 +390,30 @@ impl Resolver<'_> {
             }
         };
         if let (Err(message), Some(at)) = (result, at) {
-            self.diags.error_hint(&at, format!("invalid `config` for a `{}` node: {message}", kind.name()), "see docs/experiment-reference.md, section \"Service configuration\"");
+            self.diags.error_hint(
+                &at,
+                format!("invalid `config` for a `{}` node: {message}", kind.name()),
+                "see docs/experiment-reference.md, section \"Service configuration\"",
+            );
         }
         value
     }
 
     // ---- load -----------------------------------------------------------------------------
 
-    fn workload(&mut self, spec: &WorkloadSpec, run: Duration, topo: &Topology) -> Option<PlannedWorkload> {
+    fn workload(
+        &mut self,
+        spec: &WorkloadSpec,
+        run: Duration,
+        topo: &Topology,
+    ) -> Option<PlannedWorkload> {
         self.identifier(&spec.name, "workload");
         let kind = spec.kind.value.as_str();
         let (allowed, wanted_node): (&[&str], &[NodeKind]) = match kind {
-            "http" => (&["path", "tag_header"], &[NodeKind::Playback, NodeKind::Recommendations]),
+            "http" => (
+                &["path", "tag_header"],
+                &[NodeKind::Playback, NodeKind::Recommendations],
+            ),
             "redis" => (&["command", "keyspace", "value_size"], &[NodeKind::Redis]),
             _ => {
                 self.unknown(&spec.kind, "workload kind", &["http", "redis"]);
@@ -326,20 +429,36 @@ impl Resolver<'_> {
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` workload"));
         let rate = self.unit(&spec.rate, "rate", parse_rate);
-        let timeout = spec.timeout.as_ref().and_then(|t| self.duration(t, "timeout")).unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = spec
+            .timeout
+            .as_ref()
+            .and_then(|t| self.duration(t, "timeout"))
+            .unwrap_or(DEFAULT_TIMEOUT);
         if timeout.is_zero() {
-            self.diags.error(&spec.timeout.as_ref()?.referenced, "`timeout` must be above zero");
+            self.diags.error(
+                &spec.timeout.as_ref()?.referenced,
+                "`timeout` must be above zero",
+            );
         }
-        let max_in_flight = spec.max_in_flight.as_ref().map_or(DEFAULT_MAX_IN_FLIGHT, |m| m.value);
+        let max_in_flight = spec
+            .max_in_flight
+            .as_ref()
+            .map_or(DEFAULT_MAX_IN_FLIGHT, |m| m.value);
         if max_in_flight == 0 {
-            self.diags.error(&spec.max_in_flight.as_ref()?.referenced, "`max_in_flight` must be at least 1");
+            self.diags.error(
+                &spec.max_in_flight.as_ref()?.referenced,
+                "`max_in_flight` must be at least 1",
+            );
         }
         let node = self.node_of_kinds(&spec.target, wanted_node, topo)?;
         let kind = match kind {
             "http" => {
                 let path = spec.path.as_ref().map_or("/", |p| p.value.as_str());
                 if !path.starts_with('/') {
-                    self.diags.error(&spec.path.as_ref()?.referenced, format!("`path` must start with `/`, got `{path}`"));
+                    self.diags.error(
+                        &spec.path.as_ref()?.referenced,
+                        format!("`path` must start with `/`, got `{path}`"),
+                    );
                 }
                 WorkloadKind::Http {
                     url_template: format!("http://{}{path}", node.socket()),
@@ -376,13 +495,29 @@ impl Resolver<'_> {
         if let Err(error) = plan.validate() {
             self.diags.error(&spec.name.referenced, error.to_string());
         }
-        Some(PlannedWorkload { target: node.name.clone(), plan })
+        Some(PlannedWorkload {
+            target: node.name.clone(),
+            plan,
+        })
     }
 
     // ---- faults ---------------------------------------------------------------------------
 
-    fn fault(&mut self, index: usize, spec: &FaultSpec, run: Duration, topo: &Topology) -> Option<PlannedFault> {
-        const LINK: &[&str] = &["latency", "bandwidth", "timeout", "reset_peer", "slicer", "link_down"];
+    fn fault(
+        &mut self,
+        index: usize,
+        spec: &FaultSpec,
+        run: Duration,
+        topo: &Topology,
+    ) -> Option<PlannedFault> {
+        const LINK: &[&str] = &[
+            "latency",
+            "bandwidth",
+            "timeout",
+            "reset_peer",
+            "slicer",
+            "link_down",
+        ];
         const NODE: &[&str] = &["kill", "pause", "restart"];
         let kind = spec.kind.value.as_str();
         let allowed: &[&str] = match kind {
@@ -393,7 +528,12 @@ impl Resolver<'_> {
             "link_down" | "kill" | "pause" | "restart" => &["target"],
             "partition" => &["between", "direction"],
             _ => {
-                let all: Vec<&str> = LINK.iter().chain(NODE).copied().chain(["partition"]).collect();
+                let all: Vec<&str> = LINK
+                    .iter()
+                    .chain(NODE)
+                    .copied()
+                    .chain(["partition"])
+                    .collect();
                 self.unknown(&spec.kind, "fault kind", &all);
                 return None;
             }
@@ -408,37 +548,62 @@ impl Resolver<'_> {
             ("jitter", spec.jitter.as_ref().map(|v| v.referenced)),
             ("rate_kb", spec.rate_kb.as_ref().map(|v| v.referenced)),
             ("after", spec.after.as_ref().map(|v| v.referenced)),
-            ("slice_bytes", spec.slice_bytes.as_ref().map(|v| v.referenced)),
-            ("slice_delay", spec.slice_delay.as_ref().map(|v| v.referenced)),
+            (
+                "slice_bytes",
+                spec.slice_bytes.as_ref().map(|v| v.referenced),
+            ),
+            (
+                "slice_delay",
+                spec.slice_delay.as_ref().map(|v| v.referenced),
+            ),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` fault"));
-        let name = spec.name.as_ref().map_or_else(|| format!("{kind}-{}", index + 1), |n| n.value.clone());
+        let name = spec
+            .name
+            .as_ref()
+            .map_or_else(|| format!("{kind}-{}", index + 1), |n| n.value.clone());
         let at = self.duration(&spec.at, "at");
         let lasts = match (&spec.lasts, kind) {
             (Some(lasts), "restart") => {
-                self.diags.error_hint(&lasts.referenced, "a `restart` is instantaneous and takes no `for`", "use `kill` with `for` to keep a node down for a while");
+                self.diags.error_hint(
+                    &lasts.referenced,
+                    "a `restart` is instantaneous and takes no `for`",
+                    "use `kill` with `for` to keep a node down for a while",
+                );
                 None
             }
             (Some(lasts), _) => {
                 let d = self.duration(lasts, "for");
                 if d == Some(Duration::ZERO) {
-                    self.diags.error(&lasts.referenced, "`for` must be above zero");
+                    self.diags
+                        .error(&lasts.referenced, "`for` must be above zero");
                 }
                 d
             }
             (None, "restart") => None,
             (None, _) => {
-                self.diags.error_hint(&spec.kind.referenced, format!("`{kind}` fault `{name}` needs `for`"), "say how long the fault lasts, e.g. `for: 30s`");
+                self.diags.error_hint(
+                    &spec.kind.referenced,
+                    format!("`{kind}` fault `{name}` needs `for`"),
+                    "say how long the fault lasts, e.g. `for: 30s`",
+                );
                 None
             }
         };
         if let Some(at) = at {
             let end = at + lasts.unwrap_or_default();
             if end >= run && !run.is_zero() {
-                let where_ = spec.lasts.as_ref().map_or(spec.at.referenced, |l| l.referenced);
+                let where_ = spec
+                    .lasts
+                    .as_ref()
+                    .map_or(spec.at.referenced, |l| l.referenced);
                 self.diags.error_hint(
                     &where_,
-                    format!("fault `{name}` ends at {} but the run lasts {}", crate::units::format_duration(end), crate::units::format_duration(run)),
+                    format!(
+                        "fault `{name}` ends at {} but the run lasts {}",
+                        crate::units::format_duration(end),
+                        crate::units::format_duration(run)
+                    ),
                     "faults must be healed before the load ends, so recovery can be observed",
                 );
             }
@@ -458,23 +623,47 @@ impl Resolver<'_> {
         } else {
             self.partition(spec, topo)?
         };
-        Some(PlannedFault { name, kind: kind.to_string(), at: at?, lasts, target, action })
+        Some(PlannedFault {
+            name,
+            kind: kind.to_string(),
+            at: at?,
+            lasts,
+            target,
+            action,
+        })
     }
 
-    fn link_fault(&mut self, kind: &str, spec: &FaultSpec, topo: &Topology) -> Option<(FaultAction, String)> {
+    fn link_fault(
+        &mut self,
+        kind: &str,
+        spec: &FaultSpec,
+        topo: &Topology,
+    ) -> Option<(FaultAction, String)> {
         let target = self.require(&spec.target, &spec.kind.referenced, kind, "target")?;
         let link = target.value.replace(' ', "");
         let Some(proxy) = topo.proxies.iter().find(|p| p.link == link) else {
             let known: Vec<&str> = topo.proxies.iter().map(|p| p.link.as_str()).collect();
             self.diags.error_hint(
                 &target.referenced,
-                format!("no link `{}`: link faults target a `uses` link written `client->server`", target.value),
-                if known.is_empty() { "no node `uses` another, so there are no links".to_string() } else { format!("links: {}", known.join(", ")) },
+                format!(
+                    "no link `{}`: link faults target a `uses` link written `client->server`",
+                    target.value
+                ),
+                if known.is_empty() {
+                    "no node `uses` another, so there are no links".to_string()
+                } else {
+                    format!("links: {}", known.join(", "))
+                },
             );
             return None;
         };
         if kind == "link_down" {
-            return Some((FaultAction::LinkDown { proxy: proxy.name.clone() }, link));
+            return Some((
+                FaultAction::LinkDown {
+                    proxy: proxy.name.clone(),
+                },
+                link,
+            ));
         }
         let stream = match spec.stream.as_ref().map(|s| s.value.as_str()) {
             None | Some("downstream") => Stream::Downstream,
@@ -484,7 +673,11 @@ impl Resolver<'_> {
                 Stream::Downstream
             }
         };
-        let toxicity = spec.toxicity.as_ref().map_or(Some(100.0), |t| self.unit(t, "toxicity", parse_percent))? / 100.0;
+        let toxicity = spec
+            .toxicity
+            .as_ref()
+            .map_or(Some(100.0), |t| self.unit(t, "toxicity", parse_percent))?
+            / 100.0;
         let at = spec.kind.referenced;
         let ms = |d: Duration| d.as_millis() as u64;
         let toxic = match kind {
@@ -493,25 +686,65 @@ impl Resolver<'_> {
                     let latency = self.require(&spec.latency, &at, kind, "latency")?;
                     ms(self.duration(latency, "latency")?)
                 },
-                jitter_ms: ms(spec.jitter.as_ref().map_or(Some(Duration::ZERO), |j| self.duration(j, "jitter"))?),
+                jitter_ms: ms(spec
+                    .jitter
+                    .as_ref()
+                    .map_or(Some(Duration::ZERO), |j| self.duration(j, "jitter"))?),
             },
-            "bandwidth" => ToxicSpec::Bandwidth { rate_kb_per_s: self.require(&spec.rate_kb, &at, kind, "rate_kb")?.value },
-            "timeout" => ToxicSpec::Timeout { timeout_ms: ms(spec.after.as_ref().map_or(Some(Duration::ZERO), |a| self.duration(a, "after"))?) },
-            "reset_peer" => ToxicSpec::ResetPeer { timeout_ms: ms(spec.after.as_ref().map_or(Some(Duration::ZERO), |a| self.duration(a, "after"))?) },
+            "bandwidth" => ToxicSpec::Bandwidth {
+                rate_kb_per_s: self.require(&spec.rate_kb, &at, kind, "rate_kb")?.value,
+            },
+            "timeout" => ToxicSpec::Timeout {
+                timeout_ms: ms(spec
+                    .after
+                    .as_ref()
+                    .map_or(Some(Duration::ZERO), |a| self.duration(a, "after"))?),
+            },
+            "reset_peer" => ToxicSpec::ResetPeer {
+                timeout_ms: ms(spec
+                    .after
+                    .as_ref()
+                    .map_or(Some(Duration::ZERO), |a| self.duration(a, "after"))?),
+            },
             _ => ToxicSpec::Slicer {
-                average_size: self.require(&spec.slice_bytes, &at, kind, "slice_bytes")?.value.max(1),
+                average_size: self
+                    .require(&spec.slice_bytes, &at, kind, "slice_bytes")?
+                    .value
+                    .max(1),
                 size_variation: 0,
-                delay_us: spec.slice_delay.as_ref().map_or(Some(Duration::ZERO), |d| self.duration(d, "slice_delay"))?.as_micros() as u64,
+                delay_us: spec
+                    .slice_delay
+                    .as_ref()
+                    .map_or(Some(Duration::ZERO), |d| self.duration(d, "slice_delay"))?
+                    .as_micros() as u64,
             },
         };
-        let desc = format!("{link} ({}, {}%)", stream.as_str(), (toxicity * 100.0).round());
-        Some((FaultAction::Toxic { proxy: proxy.name.clone(), spec: toxic, stream, toxicity }, desc))
+        let desc = format!(
+            "{link} ({}, {}%)",
+            stream.as_str(),
+            (toxicity * 100.0).round()
+        );
+        Some((
+            FaultAction::Toxic {
+                proxy: proxy.name.clone(),
+                spec: toxic,
+                stream,
+                toxicity,
+            },
+            desc,
+        ))
     }
 
     fn partition(&mut self, spec: &FaultSpec, topo: &Topology) -> Option<(FaultAction, String)> {
         let between = self.require(&spec.between, &spec.kind.referenced, "partition", "between")?;
         if between.value.len() != 2 {
-            self.diags.error(&between.referenced, format!("`between` takes exactly two sides, got {}", between.value.len()));
+            self.diags.error(
+                &between.referenced,
+                format!(
+                    "`between` takes exactly two sides, got {}",
+                    between.value.len()
+                ),
+            );
             return None;
         }
         let a = self.node_or_group(&between.value[0], topo);
@@ -526,28 +759,82 @@ impl Resolver<'_> {
         };
         let (a, b) = (a?, b?);
         if a.iter().any(|n| b.contains(n)) {
-            self.diags.error(&between.referenced, "the two sides of a partition share a node");
+            self.diags.error(
+                &between.referenced,
+                "the two sides of a partition share a node",
+            );
         }
-        let addrs = |names: &[String]| names.iter().filter_map(|n| topo.node(n)).map(|n| n.addr).collect();
+        // Every node-to-node link goes through its own proxy listener, and on the lab's shared
+        // loopback every client socket's source is 127.0.0.1; so a partition cuts the links'
+        // proxy addresses (exact: only that client uses that proxy), not node source addresses.
+        let links = |from: &[String], to: &[String]| -> Vec<Ipv4Addr> {
+            topo.proxies
+                .iter()
+                .filter(|p| {
+                    p.link.split_once("->").is_some_and(|(c, s)| {
+                        from.iter().any(|n| n == c) && to.iter().any(|n| n == s)
+                    })
+                })
+                .filter_map(|p| match p.listen.ip() {
+                    std::net::IpAddr::V4(ip) => Some(ip),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .collect()
+        };
+        let mut cut = links(&a, &b);
+        if !one_way {
+            cut.extend(links(&b, &a));
+        }
+        if cut.is_empty() {
+            self.diags.error_hint(
+                &between.referenced,
+                "no `uses` link crosses this partition",
+                "a partition cuts the links (through their proxies) from one side to the other",
+            );
+        }
         let desc = format!(
             "{} {} {}",
             between.value[0].value,
             if one_way { "-/->" } else { "<-/->" },
             between.value[1].value
         );
-        Some((FaultAction::Partition { a: addrs(&a), b: addrs(&b), direction: if one_way { Direction::OneWay } else { Direction::Both } }, desc))
+        let loopback_source = vec![Ipv4Addr::LOCALHOST];
+        Some((
+            FaultAction::Partition {
+                a: loopback_source,
+                b: cut,
+                direction: Direction::OneWay,
+            },
+            desc,
+        ))
     }
 
     // ---- assertions -----------------------------------------------------------------------
 
-    fn assertion(&mut self, spec: &AssertionSpec, topo: &Topology, workloads: &BTreeSet<String>) -> Option<Assertion> {
+    fn assertion(
+        &mut self,
+        spec: &AssertionSpec,
+        topo: &Topology,
+        workloads: &BTreeSet<String>,
+    ) -> Option<Assertion> {
         let kind = spec.kind.value.as_str();
         let allowed: &[&str] = match kind {
-            "breaker" => &["service", "breaker", "downstream", "workload", "documented", "tolerance"],
+            "breaker" => &[
+                "service",
+                "breaker",
+                "downstream",
+                "workload",
+                "documented",
+                "tolerance",
+            ],
             "fallback" => &["service", "breaker", "workload"],
             "slo" => &["workload", "phase", "max_error_rate", "max_p99", "max_p50"],
             _ => {
-                self.unknown(&spec.kind, "assertion kind", &["breaker", "fallback", "slo"]);
+                self.unknown(
+                    &spec.kind,
+                    "assertion kind",
+                    &["breaker", "fallback", "slo"],
+                );
                 return None;
             }
         };
@@ -556,23 +843,31 @@ impl Resolver<'_> {
             ("breaker", spec.breaker.as_ref().map(|v| v.referenced)),
             ("downstream", spec.downstream.as_ref().map(|v| v.referenced)),
             ("workload", spec.workload.as_ref().map(|v| v.referenced)),
-            ("documented", spec.documented.as_ref().map(|v| v.open_for.referenced)),
+            (
+                "documented",
+                spec.documented.as_ref().map(|v| v.open_for.referenced),
+            ),
             ("tolerance", spec.tolerance.as_ref().map(|v| v.referenced)),
             ("phase", spec.phase.as_ref().map(|v| v.referenced)),
-            ("max_error_rate", spec.max_error_rate.as_ref().map(|v| v.referenced)),
+            (
+                "max_error_rate",
+                spec.max_error_rate.as_ref().map(|v| v.referenced),
+            ),
             ("max_p99", spec.max_p99.as_ref().map(|v| v.referenced)),
             ("max_p50", spec.max_p50.as_ref().map(|v| v.referenced)),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` assertion"));
         let at = spec.kind.referenced;
-        let workload = self.require(&spec.workload, &at, kind, "workload").and_then(|w| {
-            if workloads.contains(&w.value) {
-                Some(w.value.clone())
-            } else {
-                self.dangling(&w.referenced, "workload", &w.value, workloads.iter());
-                None
-            }
-        });
+        let workload = self
+            .require(&spec.workload, &at, kind, "workload")
+            .and_then(|w| {
+                if workloads.contains(&w.value) {
+                    Some(w.value.clone())
+                } else {
+                    self.dangling(&w.referenced, "workload", &w.value, workloads.iter());
+                    None
+                }
+            });
         match kind {
             "slo" => {
                 let phase = match spec.phase.as_ref().map(|p| p.value.as_str()) {
@@ -581,7 +876,11 @@ impl Resolver<'_> {
                     Some("during") => PhaseSel::During,
                     Some("after") => PhaseSel::After,
                     Some(_) => {
-                        self.unknown(spec.phase.as_ref()?, "phase", &["before", "during", "after", "all"]);
+                        self.unknown(
+                            spec.phase.as_ref()?,
+                            "phase",
+                            &["before", "during", "after", "all"],
+                        );
                         PhaseSel::All
                     }
                 };
@@ -598,25 +897,55 @@ impl Resolver<'_> {
                     None => None,
                 };
                 if max_error_rate.is_none() && max_p99.is_none() && max_p50.is_none() {
-                    self.diags.error_hint(&at, "this `slo` sets no limit", "give `max_error_rate`, `max_p99` or `max_p50`");
+                    self.diags.error_hint(
+                        &at,
+                        "this `slo` sets no limit",
+                        "give `max_error_rate`, `max_p99` or `max_p50`",
+                    );
                 }
                 let workload = workload?;
-                let name = spec.name.as_ref().map_or_else(|| format!("slo/{workload}/{}", phase.name()), |n| n.value.clone());
-                Some(Assertion::Slo(SloAssertion { name, workload, phase, max_error_rate, max_p99, max_p50 }))
+                let name = spec.name.as_ref().map_or_else(
+                    || format!("slo/{workload}/{}", phase.name()),
+                    |n| n.value.clone(),
+                );
+                Some(Assertion::Slo(SloAssertion {
+                    name,
+                    workload,
+                    phase,
+                    max_error_rate,
+                    max_p99,
+                    max_p50,
+                }))
             }
             _ => {
-                let service = self.require(&spec.service, &at, kind, "service").and_then(|s| {
-                    self.node_of_kinds(s, &[NodeKind::Playback], topo).map(|n| n.name.clone())
-                });
-                let breaker = self.require(&spec.breaker, &at, kind, "breaker").map(|b| b.value.clone());
+                let service = self
+                    .require(&spec.service, &at, kind, "service")
+                    .and_then(|s| {
+                        self.node_of_kinds(s, &[NodeKind::Playback], topo)
+                            .map(|n| n.name.clone())
+                    });
+                let breaker = self
+                    .require(&spec.breaker, &at, kind, "breaker")
+                    .map(|b| b.value.clone());
                 if kind == "fallback" {
                     let (service, breaker, workload) = (service?, breaker?, workload?);
-                    let name = spec.name.as_ref().map_or_else(|| format!("fallback/{service}/{breaker}"), |n| n.value.clone());
-                    return Some(Assertion::Fallback(FallbackAssertion { name, service, breaker, workload }));
+                    let name = spec.name.as_ref().map_or_else(
+                        || format!("fallback/{service}/{breaker}"),
+                        |n| n.value.clone(),
+                    );
+                    return Some(Assertion::Fallback(FallbackAssertion {
+                        name,
+                        service,
+                        breaker,
+                        workload,
+                    }));
                 }
                 let downstream = self
                     .require(&spec.downstream, &at, kind, "downstream")
-                    .and_then(|d| self.node_of_kinds(d, &[NodeKind::Recommendations], topo).map(|n| n.name.clone()));
+                    .and_then(|d| {
+                        self.node_of_kinds(d, &[NodeKind::Recommendations], topo)
+                            .map(|n| n.name.clone())
+                    });
                 let documented = match &spec.documented {
                     Some(doc) => self.breaker_doc(doc),
                     None => {
@@ -624,36 +953,66 @@ impl Resolver<'_> {
                         None
                     }
                 };
-                let tolerance = spec.tolerance.as_ref().map_or(Some(Duration::from_secs(1)), |t| self.duration(t, "tolerance"));
-                let (service, breaker, downstream, workload) = (service?, breaker?, downstream?, workload?);
-                let name = spec.name.as_ref().map_or_else(|| format!("breaker/{service}/{breaker}"), |n| n.value.clone());
-                Some(Assertion::Breaker(BreakerAssertion { name, service, breaker, downstream, workload, documented: documented?, tolerance: tolerance? }))
+                let tolerance = spec
+                    .tolerance
+                    .as_ref()
+                    .map_or(Some(Duration::from_secs(1)), |t| {
+                        self.duration(t, "tolerance")
+                    });
+                let (service, breaker, downstream, workload) =
+                    (service?, breaker?, downstream?, workload?);
+                let name = spec.name.as_ref().map_or_else(
+                    || format!("breaker/{service}/{breaker}"),
+                    |n| n.value.clone(),
+                );
+                Some(Assertion::Breaker(BreakerAssertion {
+                    name,
+                    service,
+                    breaker,
+                    downstream,
+                    workload,
+                    documented: documented?,
+                    tolerance: tolerance?,
+                }))
             }
         }
     }
 
     fn breaker_doc(&mut self, doc: &BreakerDocSpec) -> Option<BreakerDoc> {
-        let failure_rate_above = self.unit(&doc.failure_rate_above, "failure_rate_above", parse_percent);
+        let failure_rate_above =
+            self.unit(&doc.failure_rate_above, "failure_rate_above", parse_percent);
         let window = match (&doc.window, &doc.window_calls) {
             (Some(w), None) => self.duration(w, "window").map(BreakerWindow::Time),
             (None, Some(n)) if n.value > 0 => Some(BreakerWindow::Calls(n.value)),
             (None, Some(n)) => {
-                self.diags.error(&n.referenced, "`window_calls` must be at least 1");
+                self.diags
+                    .error(&n.referenced, "`window_calls` must be at least 1");
                 None
             }
             (Some(w), Some(_)) => {
-                self.diags.error(&w.referenced, "give either `window` (time) or `window_calls` (count), not both");
+                self.diags.error(
+                    &w.referenced,
+                    "give either `window` (time) or `window_calls` (count), not both",
+                );
                 None
             }
             (None, None) => {
-                self.diags.error_hint(&doc.open_for.referenced, "`documented` needs a window", "`window: 10s` or `window_calls: 100`");
+                self.diags.error_hint(
+                    &doc.open_for.referenced,
+                    "`documented` needs a window",
+                    "`window: 10s` or `window_calls: 100`",
+                );
                 None
             }
         };
         let open_for = self.duration(&doc.open_for, "open_for");
-        for (value, field) in [(&doc.half_open_calls, "half_open_calls"), (&doc.close_after_successes, "close_after_successes")] {
+        for (value, field) in [
+            (&doc.half_open_calls, "half_open_calls"),
+            (&doc.close_after_successes, "close_after_successes"),
+        ] {
             if value.value == 0 {
-                self.diags.error(&value.referenced, format!("`{field}` must be at least 1"));
+                self.diags
+                    .error(&value.referenced, format!("`{field}` must be at least 1"));
             }
         }
         if doc.close_after_successes.value > doc.half_open_calls.value {
@@ -676,17 +1035,29 @@ impl Resolver<'_> {
         self.unit(value, field, parse_duration)
     }
 
-    fn unit<T>(&mut self, value: &At<Scalar>, field: &str, parse: fn(&str) -> Result<T, String>) -> Option<T> {
+    fn unit<T>(
+        &mut self,
+        value: &At<Scalar>,
+        field: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         match parse(&value.value.0) {
             Ok(parsed) => Some(parsed),
             Err(message) => {
-                self.diags.error(&value.referenced, format!("`{field}`: {message}"));
+                self.diags
+                    .error(&value.referenced, format!("`{field}`: {message}"));
                 None
             }
         }
     }
 
-    fn require<'s, T>(&mut self, value: &'s Option<At<T>>, at: &Location, kind: &str, field: &str) -> Option<&'s At<T>> {
+    fn require<'s, T>(
+        &mut self,
+        value: &'s Option<At<T>>,
+        at: &Location,
+        kind: &str,
+        field: &str,
+    ) -> Option<&'s At<T>> {
         if value.is_none() {
             self.diags.error(at, format!("`{kind}` needs `{field}`"));
         }
@@ -698,38 +1069,81 @@ impl Resolver<'_> {
         for (field, at) in present {
             if let Some(at) = at {
                 if !allowed.contains(field) {
-                    self.diags.error_hint(at, format!("`{field}` does not apply to a {what}"), format!("it takes: {}", allowed.join(", ")));
+                    self.diags.error_hint(
+                        at,
+                        format!("`{field}` does not apply to a {what}"),
+                        format!("it takes: {}", allowed.join(", ")),
+                    );
                 }
             }
         }
     }
 
     fn unknown(&mut self, value: &At<String>, what: &str, known: &[&str]) {
-        self.diags.error_hint(&value.referenced, format!("unknown {what} `{}`", value.value), format!("known: {}", known.join(", ")));
+        self.diags.error_hint(
+            &value.referenced,
+            format!("unknown {what} `{}`", value.value),
+            format!("known: {}", known.join(", ")),
+        );
     }
 
-    fn dangling<'k>(&mut self, at: &Location, what: &str, name: &str, known: impl Iterator<Item = &'k String>) {
+    fn dangling<'k>(
+        &mut self,
+        at: &Location,
+        what: &str,
+        name: &str,
+        known: impl Iterator<Item = &'k String>,
+    ) {
         let known: Vec<&str> = known.map(String::as_str).collect();
-        self.diags.error_hint(at, format!("no {what} named `{name}`"), format!("defined: {}", known.join(", ")));
+        self.diags.error_hint(
+            at,
+            format!("no {what} named `{name}`"),
+            format!("defined: {}", known.join(", ")),
+        );
     }
 
     fn identifier(&mut self, name: &At<String>, what: &str) {
         let ok = !name.value.is_empty()
             && name.value.len() <= 48
-            && name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
-            self.diags.error_hint(&name.referenced, format!("{what} name `{}` is not a simple name", name.value), "use letters, digits, `-` and `_` (at most 48)");
+            self.diags.error_hint(
+                &name.referenced,
+                format!("{what} name `{}` is not a simple name", name.value),
+                "use letters, digits, `-` and `_` (at most 48)",
+            );
         }
     }
 
-    fn node_of_kinds<'t>(&mut self, name: &At<String>, kinds: &[NodeKind], topo: &Topology<'t>) -> Option<&'t PlannedNode> {
+    fn node_of_kinds<'t>(
+        &mut self,
+        name: &At<String>,
+        kinds: &[NodeKind],
+        topo: &Topology<'t>,
+    ) -> Option<&'t PlannedNode> {
         let Some(node) = topo.node(&name.value) else {
-            self.dangling(&name.referenced, "node", &name.value, topo.nodes.iter().map(|n| &n.name));
+            self.dangling(
+                &name.referenced,
+                "node",
+                &name.value,
+                topo.nodes.iter().map(|n| &n.name),
+            );
             return None;
         };
         if !kinds.contains(&node.kind) {
             let wanted: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
-            self.diags.error(&name.referenced, format!("`{}` is a `{}` node; this needs a {} node", name.value, node.kind.name(), wanted.join(" or ")));
+            self.diags.error(
+                &name.referenced,
+                format!(
+                    "`{}` is a `{}` node; this needs a {} node",
+                    name.value,
+                    node.kind.name(),
+                    wanted.join(" or ")
+                ),
+            );
             return None;
         }
         Some(node)
@@ -761,6 +1175,6 @@ impl<'a> Topology<'a> {
 }
 
 /// Deserializes a service config into the type the service itself parses, for early errors.
-fn check_config<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
-    serde_json::from_value::<T>(value.clone()).map(|_| ()).map_err(|e| e.to_string())
+fn check_config<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, String> {
+    serde_json::from_value::<T>(value.clone()).map_err(|e| e.to_string())
 }

@@ -4,8 +4,16 @@ use super::{Verdicts, when};
 use crate::journal::{BreakerEvidence, BreakerState, CallSeen, FaultWindow};
 use crate::plan::FallbackAssertion;
 
-pub fn judge(a: &FallbackAssertion, ev: &BreakerEvidence, faults: &[FaultWindow], out: &mut Verdicts) {
-    let expected = format!("while breaker `{}` is OPEN, every response of `{}` is a successful fallback (`fallback-open`)", a.breaker, a.workload);
+pub fn judge(
+    a: &FallbackAssertion,
+    ev: &BreakerEvidence,
+    faults: &[FaultWindow],
+    out: &mut Verdicts,
+) {
+    let expected = format!(
+        "while breaker `{}` is OPEN, every response of `{}` is a successful fallback (`fallback-open`)",
+        a.breaker, a.workload
+    );
     // OPEN periods as reported by the service.
     let mut open: Vec<(i64, i64)> = Vec::new();
     let end_ms = ev.calls.iter().map(|c| c.done_ms()).max().unwrap_or(0);
@@ -16,14 +24,46 @@ pub fn judge(a: &FallbackAssertion, ev: &BreakerEvidence, faults: &[FaultWindow]
         }
     }
     if open.is_empty() {
-        out.fail(&a.name, &a.name, &expected, "inconclusive: the breaker never opened, so no fallback was needed".into(), None);
+        out.fail(
+            &a.name,
+            &a.name,
+            &expected,
+            "inconclusive: the breaker never opened, so no fallback was needed".into(),
+            None,
+        );
         return;
     }
-    let during: Vec<_> = ev.calls.iter().filter(|c| open.iter().any(|&(from, to)| c.intended_ms() >= from && c.done_ms() <= to)).collect();
-    let failed: Vec<_> = during.iter().filter(|c| !c.ok() || c.seen() != CallSeen::FallbackOpen).collect();
+    let during: Vec<_> = ev
+        .calls
+        .iter()
+        .filter(|c| {
+            open.iter()
+                .any(|&(from, to)| c.intended_ms() >= from && c.done_ms() <= to)
+        })
+        .collect();
+    let failed: Vec<_> = during
+        .iter()
+        .filter(|c| !c.ok() || c.seen() != CallSeen::FallbackOpen)
+        .collect();
     match failed.first() {
-        None if during.is_empty() => out.fail(&a.name, &a.name, &expected, "inconclusive: no request arrived while the breaker was OPEN".into(), None),
-        None => out.pass(&a.name, &a.name, &expected, format!("{} of {} responses while OPEN were successful fallbacks", during.len(), during.len()), None),
+        None if during.is_empty() => out.fail(
+            &a.name,
+            &a.name,
+            &expected,
+            "inconclusive: no request arrived while the breaker was OPEN".into(),
+            None,
+        ),
+        None => out.pass(
+            &a.name,
+            &a.name,
+            &expected,
+            format!(
+                "{} of {} responses while OPEN were successful fallbacks",
+                during.len(),
+                during.len()
+            ),
+            None,
+        ),
         Some(first) => {
             let errors = failed.iter().filter(|c| !c.ok()).count();
             out.fail(

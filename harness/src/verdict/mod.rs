@@ -17,7 +17,12 @@ use crate::plan::Assertion;
 use crate::units::format_offset_ms;
 
 /// Judges every assertion; assertions whose evidence is missing fail with that as the reason.
-pub fn judge(assertions: &[Assertion], timeline: &[WorkloadSummary], evidence: &Evidence, faults: &[FaultWindow]) -> Vec<Verdict> {
+pub fn judge(
+    assertions: &[Assertion],
+    timeline: &[WorkloadSummary],
+    evidence: &Evidence,
+    faults: &[FaultWindow],
+) -> Vec<Verdict> {
     let mut out = Verdicts::default();
     for summary in timeline {
         slo::judge_generator(summary, &mut out);
@@ -41,8 +46,15 @@ pub fn judge(assertions: &[Assertion], timeline: &[WorkloadSummary], evidence: &
     out.items
 }
 
-fn breaker_evidence<'e>(evidence: &'e Evidence, service: &str, breaker: &str) -> Option<&'e crate::journal::BreakerEvidence> {
-    evidence.breakers.iter().find(|b| b.service == service && b.breaker == breaker)
+fn breaker_evidence<'e>(
+    evidence: &'e Evidence,
+    service: &str,
+    breaker: &str,
+) -> Option<&'e crate::journal::BreakerEvidence> {
+    evidence
+        .breakers
+        .iter()
+        .find(|b| b.service == service && b.breaker == breaker)
 }
 
 /// Collects verdicts.
@@ -52,24 +64,68 @@ pub struct Verdicts {
 }
 
 impl Verdicts {
-    fn push(&mut self, id: &str, assertion: &str, passed: bool, expected: &str, observed: String, at_ms: Option<i64>) {
-        self.items.push(Verdict { id: id.to_string(), assertion: assertion.to_string(), passed, expected: expected.to_string(), observed, at_ms });
+    fn push(
+        &mut self,
+        id: &str,
+        assertion: &str,
+        passed: bool,
+        expected: &str,
+        observed: String,
+        at_ms: Option<i64>,
+    ) {
+        self.items.push(Verdict {
+            id: id.to_string(),
+            assertion: assertion.to_string(),
+            passed,
+            expected: expected.to_string(),
+            observed,
+            at_ms,
+        });
     }
-    fn pass(&mut self, id: &str, assertion: &str, expected: &str, observed: String, at_ms: Option<i64>) {
+    fn pass(
+        &mut self,
+        id: &str,
+        assertion: &str,
+        expected: &str,
+        observed: String,
+        at_ms: Option<i64>,
+    ) {
         self.push(id, assertion, true, expected, observed, at_ms);
     }
-    fn fail(&mut self, id: &str, assertion: &str, expected: &str, observed: String, at_ms: Option<i64>) {
+    fn fail(
+        &mut self,
+        id: &str,
+        assertion: &str,
+        expected: &str,
+        observed: String,
+        at_ms: Option<i64>,
+    ) {
         self.push(id, assertion, false, expected, observed, at_ms);
     }
     fn missing(&mut self, assertion: &str, what: &str) {
-        self.fail(assertion, assertion, &format!("{what} recorded by the run"), format!("no {what} was recorded"), None);
+        self.fail(
+            assertion,
+            assertion,
+            &format!("{what} recorded by the run"),
+            format!("no {what} was recorded"),
+            None,
+        );
     }
 }
 
 /// `at +7.2s after `slow` started` when a fault had started by then, else `at t=+5s`.
 pub fn when(at_ms: i64, faults: &[FaultWindow]) -> String {
-    match faults.iter().filter(|f| f.start_ms <= at_ms).max_by_key(|f| f.start_ms) {
-        Some(f) => format!("at {} after `{}` started (t={})", format_offset_ms(at_ms - f.start_ms), f.name, format_offset_ms(at_ms)),
+    match faults
+        .iter()
+        .filter(|f| f.start_ms <= at_ms)
+        .max_by_key(|f| f.start_ms)
+    {
+        Some(f) => format!(
+            "at {} after `{}` started (t={})",
+            format_offset_ms(at_ms - f.start_ms),
+            f.name,
+            format_offset_ms(at_ms)
+        ),
         None => format!("at t={}", format_offset_ms(at_ms)),
     }
 }

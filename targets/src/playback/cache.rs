@@ -51,7 +51,11 @@ struct Shared {
 impl TrackCache {
     /// `addr` is `ip:port` (or a full `redis://` URL).
     pub(crate) fn new(addr: &str, ttl: Duration) -> Result<Self, String> {
-        let url = if addr.contains("://") { addr.to_string() } else { format!("redis://{addr}/") };
+        let url = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("redis://{addr}/")
+        };
         let client = redis::Client::open(url.as_str())
             .map_err(|error| format!("`redis` `{addr}` is not a Redis address ({error})"))?;
         Ok(TrackCache {
@@ -72,7 +76,11 @@ impl TrackCache {
             return;
         }
         {
-            let mut next = self.shared.next_attempt.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = self
+                .shared
+                .next_attempt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             match *next {
                 Some(at) if Instant::now() >= at => *next = None,
                 _ => return,
@@ -94,7 +102,10 @@ impl TrackCache {
                 }
                 _ => Some(Instant::now() + RETRY_AFTER),
             };
-            *shared.next_attempt.lock().unwrap_or_else(|p| p.into_inner()) = retry_at;
+            *shared
+                .next_attempt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = retry_at;
         });
     }
 

@@ -38,20 +38,29 @@ impl Recommender {
         metrics: Metrics,
     ) -> Result<Self, Error> {
         let base = Url::parse(base).map_err(|error| {
-            Error::Invalid(format!("`recommendations_url` `{base}` is not a URL ({error})"))
+            Error::Invalid(format!(
+                "`recommendations_url` `{base}` is not a URL ({error})"
+            ))
         })?;
         // No idle connections are kept, so EVERY call opens a new TCP connection. The harness
         // injects Toxiproxy toxics whose `toxicity` (the probability a toxic applies) is drawn per
         // connection; with one connection per call, toxicity applies per call, which is what an
         // experiment's "30% of calls fail" means. A pooled client would put every call on one
-        // connection and turn toxicity into all-or-nothing.
+        // connection and turn toxicity into all-or-nothing. The cost is one TIME_WAIT socket per
+        // call; Linux reuses them for loopback connects (tcp_tw_reuse defaults to 2 = loopback).
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             // Lab traffic is loopback only: never route it through a proxy from the environment.
             .no_proxy()
             .build()
             .map_err(Error::HttpClient)?;
-        Ok(Recommender { client, base, call_timeout, breaker, metrics })
+        Ok(Recommender {
+            client,
+            base,
+            call_timeout,
+            breaker,
+            metrics,
+        })
     }
 
     pub(crate) async fn next_up(&self, user: &str) -> NextUp {
@@ -62,8 +71,12 @@ impl Recommender {
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().push("recommendations").push(user);
         }
-        let (client, breaker, metrics, call_timeout) =
-            (self.client.clone(), self.breaker.clone(), self.metrics.clone(), self.call_timeout);
+        let (client, breaker, metrics, call_timeout) = (
+            self.client.clone(),
+            self.breaker.clone(),
+            self.metrics.clone(),
+            self.call_timeout,
+        );
         // The call runs in its own task so its outcome is recorded even if our client hangs up
         // mid-request: a permit dropped unrecorded would leave half-open waiting forever.
         let call = tokio::spawn(async move {
@@ -72,7 +85,11 @@ impl Recommender {
                 Ok(Ok(items)) => Some(items),
                 Ok(Err(_)) | Err(_) => None,
             };
-            let outcome = if items.is_some() { Outcome::Success } else { Outcome::Failure };
+            let outcome = if items.is_some() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            };
             breaker.record(permit, outcome, started.elapsed());
             metrics.downstream_call(items.is_some());
             items

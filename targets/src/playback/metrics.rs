@@ -69,15 +69,23 @@ impl Metrics {
             "Recommendations calls made, by outcome",
             metrics.downstream_calls.clone(),
         );
-        registry.register("cache", "Track cache lookups by result", metrics.cache.clone());
+        registry.register(
+            "cache",
+            "Track cache lookups by result",
+            metrics.cache.clone(),
+        );
         for source in ["live", "fallback-error", "fallback-open"] {
             let _ = metrics.requests.get_or_create(&SourceLabels { source });
         }
         for state in [State::Closed, State::Open, State::HalfOpen] {
-            let _ = metrics.transitions.get_or_create(&ToLabels { to: state.as_str() });
+            let _ = metrics
+                .transitions
+                .get_or_create(&ToLabels { to: state.as_str() });
         }
         for outcome in ["success", "failure"] {
-            let _ = metrics.downstream_calls.get_or_create(&OutcomeLabels { outcome });
+            let _ = metrics
+                .downstream_calls
+                .get_or_create(&OutcomeLabels { outcome });
         }
         for result in ["hit", "miss", "error"] {
             let _ = metrics.cache.get_or_create(&ResultLabels { result });
@@ -91,12 +99,18 @@ impl Metrics {
 
     pub(crate) fn transition(&self, transition: &Transition) {
         self.breaker_state.set(transition.to.gauge_value());
-        self.transitions.get_or_create(&ToLabels { to: transition.to.as_str() }).inc();
+        self.transitions
+            .get_or_create(&ToLabels {
+                to: transition.to.as_str(),
+            })
+            .inc();
     }
 
     pub(crate) fn downstream_call(&self, success: bool) {
         let outcome = if success { "success" } else { "failure" };
-        self.downstream_calls.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.downstream_calls
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub(crate) fn cache(&self, result: &'static str) {
