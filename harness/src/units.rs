@@ -66,9 +66,8 @@ pub fn format_duration(duration: Duration) -> String {
         return format!("{}s", ms / 1000);
     }
     if ms >= 1000 {
-        return format!("{:.3}s", duration.as_secs_f64())
-            .trim_end_matches('0')
-            .to_string();
+        let seconds = format!("{:.3}", duration.as_secs_f64());
+        return format!("{}s", seconds.trim_end_matches('0'));
     }
     format!("{ms}ms")
 }
