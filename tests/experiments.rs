@@ -6,7 +6,12 @@ use faultline_tests::{expected_failures, faultline, workspace_root};
 use std::path::Path;
 
 fn run_experiment(path: &Path) -> datatest_stable::Result<()> {
-    let source = std::fs::read_to_string(path)?;
+    // datatest gives paths relative to this crate; faultline runs from the workspace root, and
+    // reports read better with `experiments/...` than with an absolute path.
+    let root = workspace_root();
+    let absolute = std::fs::canonicalize(path)?;
+    let path = absolute.strip_prefix(&root).unwrap_or(&absolute);
+    let source = std::fs::read_to_string(root.join(path))?;
     let is_control = path.components().any(|c| c.as_os_str() == "controls");
     let stem = path
         .file_stem()

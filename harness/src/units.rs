@@ -59,10 +59,10 @@ pub fn format_duration(duration: Duration) -> String {
     if ms == 0 {
         return format!("{}us", duration.as_micros());
     }
-    if ms % 60_000 == 0 {
+    if ms.is_multiple_of(60_000) {
         return format!("{}m", ms / 60_000);
     }
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         return format!("{}s", ms / 1000);
     }
     if ms >= 1000 {

@@ -156,10 +156,10 @@ fn finish_run(journal: &Journal, out: &Path) -> i32 {
         );
         // The journal still goes somewhere: a lost report is worse than a misplaced one.
         let fallback = std::env::temp_dir().join(format!("faultline-{}.json", journal.run.run_id));
-        if let Ok(json) = serde_json::to_string_pretty(journal) {
-            if std::fs::write(&fallback, json).is_ok() {
-                eprintln!("journal saved to `{}` instead", fallback.display());
-            }
+        if let Ok(json) = serde_json::to_string_pretty(journal)
+            && std::fs::write(&fallback, json).is_ok()
+        {
+            eprintln!("journal saved to `{}` instead", fallback.display());
         }
         return exit_code::INFRASTRUCTURE;
     }

@@ -32,11 +32,11 @@ impl LiveView {
 
     /// Clears the status line so the summary that follows starts clean.
     pub fn finish(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            if state.status_shown {
-                eprint!("\r\x1b[2K");
-                state.status_shown = false;
-            }
+        if let Ok(mut state) = self.state.lock()
+            && state.status_shown
+        {
+            eprint!("\r\x1b[2K");
+            state.status_shown = false;
         }
     }
 

@@ -97,10 +97,10 @@ pub fn run_experiment(plan: &Plan, options: &RunOptions, progress: Arc<dyn Progr
         };
         signals.abort();
         progress.event(RunEvent::Stage(Stage::Teardown));
-        if let Some(dir) = &options.logs_to {
-            if let Err(error) = lab.copy_logs_to(dir) {
-                progress.event(RunEvent::Note(format!("node logs not copied: {error}")));
-            }
+        if let Some(dir) = &options.logs_to
+            && let Err(error) = lab.copy_logs_to(dir)
+        {
+            progress.event(RunEvent::Note(format!("node logs not copied: {error}")));
         }
         if let Err(error) = lab.shutdown().await {
             journal.events.push(Event {

@@ -1,0 +1,262 @@
+//! Validation of `topology`: nodes, kinds, groups, address blocks, `uses` links (proxies) and
+//! each node's configuration, checked with the services' own types.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use super::Resolver;
+use crate::plan::*;
+use crate::spec::{At, ExperimentFile};
+
+impl Resolver<'_> {
+    // ---- topology -------------------------------------------------------------------------
+
+    pub(super) fn topology(
+        &mut self,
+        file: &ExperimentFile,
+    ) -> (
+        Vec<PlannedNode>,
+        BTreeMap<String, Vec<String>>,
+        Vec<PlannedProxy>,
+    ) {
+        let mut kinds: BTreeMap<String, NodeKind> = BTreeMap::new();
+        for node in &file.topology.nodes {
+            self.identifier(&node.name, "node");
+            let kind = NodeKind::ALL
+                .iter()
+                .find(|(name, _)| *name == node.kind.value)
+                .map(|(_, k)| *k);
+            match kind {
+                Some(kind) => {
+                    if kinds.insert(node.name.value.clone(), kind).is_some() {
+                        self.diags.error(
+                            &node.name.referenced,
+                            format!("node `{}` is defined twice", node.name.value),
+                        );
+                    }
+                }
+                None => {
+                    self.reported.insert(node.name.value.clone());
+                    self.unknown(
+                        &node.kind,
+                        "node kind",
+                        &NodeKind::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                    )
+                }
+            }
+        }
+        if file.topology.nodes.is_empty() {
+            self.diags
+                .error_whole_file("`topology.nodes` is empty", None);
+        }
+
+        // Groups: members must exist; names must not shadow nodes (targets may be either).
+        let mut groups = BTreeMap::new();
+        for (group, members) in &file.topology.groups {
+            if kinds.contains_key(group) {
+                self.diags.error(
+                    &members.referenced,
+                    format!("group `{group}` has the name of a node"),
+                );
+            }
+            let mut resolved = Vec::new();
+            for member in &members.value {
+                if kinds.contains_key(&member.value) {
+                    resolved.push(member.value.clone());
+                } else {
+                    self.dangling(&member.referenced, "node", &member.value, kinds.keys());
+                }
+            }
+            groups.insert(group.clone(), resolved);
+        }
+
+        // Addresses: a node's first group is its address block (127.0.<block>.<n>); ungrouped
+        // nodes get a block each. Blocks 249/250 are reserved for Toxiproxy.
+        let mut block_of_group: BTreeMap<&str, (u8, u8)> = BTreeMap::new();
+        let mut next_block: u8 = 1;
+        let mut addrs: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
+        for node in &file.topology.nodes {
+            if !kinds.contains_key(&node.name.value) || addrs.contains_key(&node.name.value) {
+                continue;
+            }
+            let first_group = groups
+                .iter()
+                .find(|(_, m)| m.contains(&node.name.value))
+                .map(|(g, _)| g.as_str());
+            let (block, host) = match first_group {
+                Some(group) => {
+                    let entry = block_of_group.entry(group).or_insert_with(|| {
+                        let block = next_block;
+                        next_block = next_block.saturating_add(1);
+                        (block, 0)
+                    });
+                    entry.1 += 1;
+                    *entry
+                }
+                None => {
+                    let block = next_block;
+                    next_block = next_block.saturating_add(1);
+                    (block, 1)
+                }
+            };
+            if block >= 249 {
+                self.diags.error(
+                    &node.name.referenced,
+                    "too many nodes: the lab has room for 248 address blocks",
+                );
+            }
+            addrs.insert(node.name.value.clone(), Ipv4Addr::new(127, 0, block, host));
+        }
+
+        // Links through Toxiproxy, and each node's final configuration.
+        let mut proxies = Vec::new();
+        let mut nodes = Vec::new();
+        for node in &file.topology.nodes {
+            let Some(&kind) = kinds.get(&node.name.value) else {
+                continue;
+            };
+            let Some(&addr) = addrs.get(&node.name.value) else {
+                continue;
+            };
+            let mut role_urls: BTreeMap<String, SocketAddr> = BTreeMap::new();
+            for (role, used) in &node.uses {
+                let Some(&used_kind) = kinds.get(&used.value) else {
+                    self.dangling(&used.referenced, "node", &used.value, kinds.keys());
+                    continue;
+                };
+                match kind.required_uses().iter().find(|(r, _)| r == role) {
+                    None => {
+                        let roles: Vec<&str> =
+                            kind.required_uses().iter().map(|(r, _)| *r).collect();
+                        self.diags.error_hint(
+                            &used.referenced,
+                            format!("a `{}` node takes no `{role}` in `uses`", kind.name()),
+                            if roles.is_empty() {
+                                "this kind uses no other node".to_string()
+                            } else {
+                                format!("it takes: {}", roles.join(", "))
+                            },
+                        );
+                        continue;
+                    }
+                    Some((_, wanted)) if *wanted != used_kind => {
+                        self.diags.error(
+                            &used.referenced,
+                            format!(
+                                "`{role}` must be a `{}` node, but `{}` is a `{}`",
+                                wanted.name(),
+                                used.value,
+                                used_kind.name()
+                            ),
+                        );
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+                let index = proxies.len() as u8 + 1;
+                let upstream = SocketAddr::new(addrs[&used.value].into(), used_kind.port());
+                let listen =
+                    SocketAddr::new(Ipv4Addr::new(127, 0, 250, index).into(), used_kind.port());
+                proxies.push(PlannedProxy {
+                    link: format!("{}->{}", node.name.value, used.value),
+                    name: format!("{}_to_{}", node.name.value, used.value),
+                    listen,
+                    upstream,
+                });
+                role_urls.insert(role.clone(), listen);
+            }
+            for (role, _) in kind.required_uses() {
+                if !node.uses.contains_key(*role) {
+                    self.diags.error_hint(
+                        &node.name.referenced,
+                        format!(
+                            "`{}` node `{}` needs `uses.{role}`",
+                            kind.name(),
+                            node.name.value
+                        ),
+                        format!("add `uses: {{ {role}: <node> }}`"),
+                    );
+                }
+            }
+            let config = self.node_config(kind, node.config.as_ref(), &role_urls);
+            nodes.push(PlannedNode {
+                name: node.name.value.clone(),
+                kind,
+                addr,
+                port: kind.port(),
+                config,
+            });
+        }
+        (nodes, groups, proxies)
+    }
+
+    /// Validates a node's `config` against the type its kind takes, and fills in addresses.
+    pub(super) fn node_config(
+        &mut self,
+        kind: NodeKind,
+        config: Option<&At<serde_json::Value>>,
+        uses: &BTreeMap<String, SocketAddr>,
+    ) -> serde_json::Value {
+        let at = config.map(|c| c.referenced);
+        let mut value = config
+            .map(|c| c.value.clone())
+            .unwrap_or(serde_json::json!({}));
+        if value.is_null() {
+            value = serde_json::json!({});
+        }
+        let Some(object) = value.as_object_mut() else {
+            if let Some(at) = at {
+                self.diags.error(&at, "`config` must be a mapping");
+            }
+            return serde_json::Value::Null;
+        };
+        let result = match kind {
+            NodeKind::Playback => {
+                for field in ["redis", "recommendations_url"] {
+                    if object.contains_key(field)
+                        && let Some(at) = at
+                    {
+                        self.diags.error_hint(
+                            &at,
+                            format!("`config.{field}` is set by the harness"),
+                            "remove it: `uses` decides where the service connects",
+                        );
+                    }
+                }
+                let redis = uses
+                    .get("redis")
+                    .map_or("127.0.0.1:1".to_string(), |a| a.to_string());
+                let recs = uses
+                    .get("recommendations")
+                    .map_or("http://127.0.0.1:1".to_string(), |a| format!("http://{a}"));
+                object.insert("redis".into(), redis.into());
+                object.insert("recommendations_url".into(), recs.into());
+                check_config::<faultline_targets::config::PlaybackConfig>(&value)
+                    .and_then(|config| config.validate())
+            }
+            NodeKind::Recommendations => {
+                check_config::<faultline_targets::config::RecommendationsConfig>(&value).map(|_| ())
+            }
+            NodeKind::Redis => {
+                // Redis options pass through as `--key value`; only scalars make sense there.
+                match object.iter().find(|(_, v)| v.is_object() || v.is_array()) {
+                    Some((key, _)) => Err(format!("redis option `{key}` must be a scalar")),
+                    None => Ok(()),
+                }
+            }
+        };
+        if let (Err(message), Some(at)) = (result, at) {
+            self.diags.error_hint(
+                &at,
+                format!("invalid `config` for a `{}` node: {message}", kind.name()),
+                "see docs/experiment-reference.md, section \"Service configuration\"",
+            );
+        }
+        value
+    }
+}
+
+/// Deserializes a service config into the type the service itself parses, for early errors.
+fn check_config<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, String> {
+    serde_json::from_value::<T>(value.clone()).map_err(|e| e.to_string())
+}
