@@ -127,6 +127,43 @@ fn tampered_evidence_fails_the_matching_check() {
     }
 }
 
+/// The SLO and generator checks fail, with expected vs observed, when the recorded run does not
+/// meet them: a latency limit below the recorded p99, an error budget below the recorded errors
+/// (the no-fallback control's), and a generator that fell behind.
+#[test]
+fn slo_and_generator_checks_can_fail() {
+    use faultline::plan::Assertion;
+    let mut journal = fixture("000-cb-pass.json");
+    for a in &mut journal.experiment.judged {
+        if let Assertion::Slo(slo) = a {
+            if slo.max_p99.is_some() {
+                slo.max_p99 = Some(std::time::Duration::from_micros(1));
+            }
+            slo.max_error_rate = slo.max_error_rate.map(|_| -1.0);
+        }
+    }
+    journal.timeline[0].generator_valid = false;
+    journal.timeline[0].invalid_reason = Some("tampered".into());
+    let verdicts = rejudge(&journal);
+    for suffix in [
+        "slo/play/before/p99",
+        "slo/play/during/p99",
+        "slo/play/before/error-rate",
+        "generator/play",
+    ] {
+        let v = verdict(&verdicts, suffix);
+        assert!(
+            !v.passed,
+            "`{suffix}` passed against an impossible limit: {v:?}"
+        );
+        assert!(
+            v.expected.contains("<=") || v.id.starts_with("generator/"),
+            "{v:?}"
+        );
+        assert!(!v.observed.is_empty());
+    }
+}
+
 fn first(journal: &Journal, to: BreakerState) -> i64 {
     journal.evidence.breakers[0]
         .transitions

@@ -40,6 +40,10 @@ pub fn redact_journal(journal: &Journal) -> Journal {
     j.run.setup_ms = 0;
     j.run.harness_peak_rss_kib = None;
     j.run.ready_ms.values_mut().for_each(|v| *v = 0);
+    j.run
+        .components
+        .values_mut()
+        .for_each(|v| *v = "[version]".into());
     j.faultline_version = "[version]".into();
     j
 }

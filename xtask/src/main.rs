@@ -1,7 +1,8 @@
-//! Project automation for Faultline: `cargo xtask deps|test|demo`.
+//! Project automation for Faultline: `cargo xtask deps|test|demo|bench`.
 //!
 //! Plain std, no dependencies, so that it builds in seconds on a fresh machine.
 
+mod bench;
 mod deps;
 mod proc;
 mod test;
@@ -23,6 +24,9 @@ commands:
                        e.g. `cargo xtask test --tier lab -- circuit-breaker`
   demo                 deps, build, then run the circuit-breaker experiment and print
                        where its report is
+  bench [--quick] [--rounds N] [--only redis,http,canary] [--strict]
+                       the load generator side by side with redis-benchmark, wrk and oha
+                       on loopback (installs them on demand); writes reports/bench/
   help                 print this
 
 environment:
@@ -103,7 +107,7 @@ fn main() -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    if !matches!(cmd.as_str(), "deps" | "test" | "demo") {
+    if !matches!(cmd.as_str(), "deps" | "test" | "demo" | "bench") {
         return usage_error(&format!("unknown command `{cmd}`"));
     }
     let ctx = match Ctx::new() {
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
             }
             test::demo(&ctx)
         }
+        "bench" => bench::run(&ctx, rest),
         _ => unreachable!(),
     };
     match result {

@@ -359,7 +359,7 @@ pub fn demo(ctx: &Ctx) -> Result<i32, String> {
             describe(status),
             report.display()
         );
-        println!("    (also journal.json, junit.xml and report.html in {DEMO_OUT}/)");
+        println!("    (also journal.json, junit.xml and the nodes' logs/ in {DEMO_OUT}/)");
     } else {
         println!(
             "==> demo: faultline {}; it wrote no report at {}",

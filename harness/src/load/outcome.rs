@@ -194,7 +194,17 @@ pub struct OpRecord {
     pub outcome: OutcomeCode,
     /// Index into `WorkloadRecord::tags`; 0 means no tag.
     pub tag: u8,
+    /// Completion minus the moment the op got its in-flight slot and was sent: what a
+    /// closed-loop tool reports, NOT corrected for coordinated omission (time queued behind a
+    /// stalled system is left out). For diagnosis and comparison with other tools only; verdicts
+    /// use `latency_us`. 0 for an op that never got a slot (abandoned while queued); saturates at
+    /// `u32::MAX` µs (71 minutes, beyond any op timeout). Fits in what was padding.
+    #[serde(default)]
+    pub service_us: u32,
 }
+
+// Every op of a run is kept in memory (see `MAX_OPS_PER_WORKLOAD`): keep the record this small.
+const _: () = assert!(std::mem::size_of::<OpRecord>() == 24);
 
 #[cfg(test)]
 mod tests {

@@ -256,12 +256,14 @@ async fn run_op(
     let attempt = async {
         let permit = slot.wait().await;
         drop(queued);
+        // Sent now: what a closed-loop tool would measure from (OpRecord::service_us).
+        let sent = Instant::now();
         let _running = shared.live.running();
         if permit.is_err() {
             // The semaphore is never closed; if it were, no op could run.
-            return (Outcome::Error(ErrorKind::Other), 0);
+            return (Outcome::Error(ErrorKind::Other), 0, Some(sent));
         }
-        match timeout(
+        let (outcome, tag) = match timeout(
             shared.op_timeout,
             shared.exec.execute(n, &shared.tags, &shared.samples),
         )
@@ -278,9 +280,10 @@ async fn run_op(
                 });
                 (outcome, 0)
             }
-        }
+        };
+        (outcome, tag, Some(sent))
     };
-    let (outcome, tag) = tokio::select! {
+    let (outcome, tag, sent) = tokio::select! {
         biased;
         done = attempt => done,
         // Bounds the whole workload: an op still queued or running now has missed its chance.
@@ -289,15 +292,20 @@ async fn run_op(
             shared.samples.note(OutcomeCode::from(outcome), || {
                 "still waiting for an in-flight slot or an answer at the workload's hard deadline".into()
             });
-            (outcome, 0)
+            (outcome, 0, None)
         }
     };
-    let latency_us = micros(Instant::now().saturating_duration_since(intended));
+    let done = Instant::now();
+    let latency_us = micros(done.saturating_duration_since(intended));
+    let service_us = sent.map_or(0, |sent| {
+        u32::try_from(micros(done.saturating_duration_since(sent))).unwrap_or(u32::MAX)
+    });
     shared.live.complete(outcome.is_ok(), latency_us);
     OpRecord {
         intended_us,
         latency_us,
         outcome: OutcomeCode::from(outcome),
         tag,
+        service_us,
     }
 }

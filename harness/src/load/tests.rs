@@ -493,6 +493,18 @@ async fn in_flight_cap_is_respected_and_queueing_counts_in_latency() {
                 op.latency_us + op.intended_us,
             );
         }
+        // Uncorrected (from the send) each op took about one service time; queueing is only in
+        // the corrected latency. A loaded machine may add tens of ms; the queue adds 700.
+        for (i, op) in record.ops.iter().enumerate() {
+            let service_us = u64::from(op.service_us);
+            assert!(
+                service_us + 1_000 >= service.as_micros() as u64
+                    && service_us < 400_000
+                    && service_us <= op.latency_us,
+                "{case}: op {i} took {service_us} µs from its send, {} µs from its intended start",
+                op.latency_us
+            );
+        }
         let summary = summarize(record, &[]);
         assert!(
             summary.total.latency.as_ref().expect("ok ops").max_us >= 700_000,
@@ -1033,6 +1045,7 @@ fn op(intended_ms: u64, latency_ms: u64, outcome: Outcome, tag: u8) -> OpRecord 
         latency_us: latency_ms * 1_000,
         outcome: OutcomeCode::from(outcome),
         tag,
+        service_us: 0,
     }
 }
 

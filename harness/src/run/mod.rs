@@ -401,20 +401,30 @@ fn failed_journal(plan: &Plan, run_id: &str, started: SystemTime, error: String)
     journal
 }
 
-/// Versions recorded by `cargo xtask deps` (`$FAULTLINE_CACHE/versions.json`), when present.
+/// Versions recorded by `cargo xtask deps` (`$FAULTLINE_CACHE/versions.json`, shaped
+/// `{"components": {"<name>": {"version" | "package": ...}}}`), when present.
 fn component_versions() -> BTreeMap<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Recorded {
+        components: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    }
     let cache = std::env::var_os("FAULTLINE_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/faultline")));
-    cache
+    let Some(recorded) = cache
         .and_then(|dir| std::fs::read_to_string(dir.join("versions.json")).ok())
-        .and_then(|text| serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&text).ok())
-        .map(|map| {
-            map.into_iter()
-                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                .collect()
+        .and_then(|text| serde_json::from_str::<Recorded>(&text).ok())
+    else {
+        return BTreeMap::new();
+    };
+    recorded
+        .components
+        .into_iter()
+        .filter_map(|(name, fields)| {
+            let version = fields.get("version").or_else(|| fields.get("package"))?;
+            Some((name, version.as_str()?.to_string()))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 fn unix_us(time: SystemTime) -> u64 {
