@@ -6,6 +6,7 @@
 //! invariant: the calling thread enters the lab's network namespace before the runtime starts,
 //! so every runtime thread and child process lives in the lab.
 
+mod breaker_watch;
 mod collect;
 mod provision;
 mod schedule;
@@ -236,6 +237,7 @@ async fn execute(
         t0,
         shared.clone(),
         progress.clone(),
+        base,
         done_rx,
     ));
 

@@ -15,6 +15,9 @@ use crate::journal::{Event, EventKind};
 use crate::load::LiveStats;
 use crate::plan::{Plan, PlannedFault};
 
+use super::breaker_watch::BreakerWatch;
+use super::collect::TimeBase;
+
 /// What the fault tasks and the ticker share.
 #[derive(Default)]
 pub struct Shared {
@@ -61,15 +64,14 @@ pub async fn run_fault(
     let mut guard = match faults::apply(&ctx, &fault.name, &fault.action).await {
         Ok(guard) => guard,
         Err(error) => {
-            shared.log(
+            fault_error(
+                &shared,
                 t0,
-                EventKind::FaultError,
-                format!("`{}` could not be applied: {error}", fault.name),
+                progress.as_ref(),
+                &fault.name,
+                "applied",
+                &error,
             );
-            progress.event(RunEvent::FaultError {
-                name: fault.name.clone(),
-                error: error.to_string(),
-            });
             return;
         }
     };
@@ -105,18 +107,35 @@ pub async fn run_fault(
                 at: t0.elapsed(),
             });
         }
-        Err(error) => {
-            shared.log(
-                t0,
-                EventKind::FaultError,
-                format!("`{}` could not be healed: {error}", fault.name),
-            );
-            progress.event(RunEvent::FaultError {
-                name: fault.name.clone(),
-                error: error.to_string(),
-            });
-        }
+        Err(error) => fault_error(
+            &shared,
+            t0,
+            progress.as_ref(),
+            &fault.name,
+            "healed",
+            &error,
+        ),
     }
+}
+
+/// A fault that could not be applied or healed: into the journal's events and the live view.
+fn fault_error(
+    shared: &Shared,
+    t0: Instant,
+    progress: &dyn Progress,
+    name: &str,
+    what: &str,
+    error: &dyn std::fmt::Display,
+) {
+    shared.log(
+        t0,
+        EventKind::FaultError,
+        format!("`{name}` could not be {what}: {error}"),
+    );
+    progress.event(RunEvent::FaultError {
+        name: name.to_string(),
+        error: error.to_string(),
+    });
 }
 
 /// Emits a progress tick every second until the load ends.
@@ -126,9 +145,11 @@ pub async fn ticker(
     t0: Instant,
     shared: Arc<Shared>,
     progress: Arc<dyn Progress>,
+    base: TimeBase,
     mut done: watch::Receiver<bool>,
 ) {
     let window = plan.fault_window();
+    let mut breakers = BreakerWatch::new(&plan);
     let mut next = t0 + Duration::from_secs(1);
     loop {
         if wait_until(next, &mut done).await {
@@ -160,6 +181,9 @@ pub async fn ticker(
             .lock()
             .map(|a| a.iter().cloned().collect())
             .unwrap_or_default();
+        if let Some(watch) = breakers.as_mut() {
+            watch.poll(base, progress.as_ref()).await;
+        }
         progress.event(RunEvent::Tick(Tick {
             elapsed,
             total: plan.duration,
