@@ -1125,6 +1125,21 @@ struct Digest {
     completed: u64,
 }
 
+impl Digest {
+    /// A run in which no op completed (one empty per-second window), valid or not.
+    fn no_ops(valid: bool) -> Digest {
+        Digest {
+            valid,
+            total: (0, 0, None),
+            per_second: vec![(0, 0, None)],
+            phases: vec![],
+            tags: vec![],
+            errors_by_kind: vec![],
+            completed: 0,
+        }
+    }
+}
+
 fn brief(stats: &WindowStats) -> Brief {
     (
         stats.ops,
@@ -1265,15 +1280,7 @@ fn summaries_of_synthetic_records() {
                 ..Synthetic::new(100.0, 1_000, vec![])
             },
             vec![],
-            Digest {
-                valid: false,
-                total: (0, 0, None),
-                per_second: vec![(0, 0, None)],
-                phases: vec![],
-                tags: vec![],
-                errors_by_kind: vec![],
-                completed: 0,
-            },
+            Digest::no_ops(false),
             vec!["dispatched 90 of 100 intended ops (90.0%, below the 95% floor)".into()],
         ),
         (
@@ -1283,15 +1290,7 @@ fn summaries_of_synthetic_records() {
                 ..Synthetic::new(100.0, 1_000, vec![])
             },
             vec![],
-            Digest {
-                valid: true,
-                total: (0, 0, None),
-                per_second: vec![(0, 0, None)],
-                phases: vec![],
-                tags: vec![],
-                errors_by_kind: vec![],
-                completed: 0,
-            },
+            Digest::no_ops(true),
             vec![],
         ),
         (
@@ -1365,15 +1364,7 @@ fn summaries_of_synthetic_records() {
                 ..Synthetic::new(10.0, 10_000, vec![])
             },
             vec![],
-            Digest {
-                valid: true,
-                total: (0, 0, None),
-                per_second: vec![(0, 0, None)],
-                phases: vec![],
-                tags: vec![],
-                errors_by_kind: vec![],
-                completed: 0,
-            },
+            Digest::no_ops(true),
             vec![],
         ),
         (
