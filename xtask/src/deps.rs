@@ -73,23 +73,10 @@ impl Record {
     }
 }
 
+/// A JSON string literal (the escaping lives with the bench's small JSON writer).
 fn json_str(v: &str) -> String {
     let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(s, "\\u{:04x}", c as u32);
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
+    crate::bench::json::write_str(&mut s, v);
     s
 }
 

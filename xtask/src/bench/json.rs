@@ -103,7 +103,7 @@ impl J {
     }
 }
 
-pub(super) fn write_str(out: &mut String, s: &str) {
+pub(crate) fn write_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

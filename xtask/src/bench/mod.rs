@@ -42,7 +42,7 @@ mod child;
 mod clients;
 mod http;
 mod installs;
-mod json;
+pub(crate) mod json;
 mod redis;
 mod report;
 mod results;
