@@ -127,6 +127,7 @@ fn main() -> ExitCode {
                     },
                     keyspace: *keyspace,
                     value_size: *value_size,
+                    sentinel: None,
                 },
                 rate_per_sec: common.rate,
                 duration: common.duration,

@@ -11,7 +11,8 @@
 //! still removes every trace: nodes killed, namespace with its nftables rules deleted, the
 //! toxiproxy server with its toxics gone.
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -34,17 +35,79 @@ pub enum FaultAction {
     /// The proxy is disabled (connections closed, nothing listens); undo re-enables it.
     LinkDown { proxy: String },
     /// SIGKILL; undo restarts each node with the same spec and data dir.
-    Kill { nodes: Vec<String> },
+    Kill {
+        nodes: Vec<String>,
+        /// Chosen when the fault fires instead (then `nodes` is empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<RoleSelector>,
+    },
     /// SIGSTOP; undo SIGCONTs.
-    Pause { nodes: Vec<String> },
+    Pause {
+        nodes: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<RoleSelector>,
+    },
     /// Kill then start again, at once; nothing to undo.
-    Restart { nodes: Vec<String> },
+    Restart {
+        nodes: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<RoleSelector>,
+    },
     /// Drop traffic between two address groups; undo heals.
     Partition {
         a: Vec<Ipv4Addr>,
         b: Vec<Ipv4Addr>,
         direction: Direction,
     },
+}
+
+/// A node chosen by the role it has when the fault fires (a leader moves during a run, so the
+/// plan cannot name it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum RoleSelector {
+    /// The current primary of a Sentinel-monitored set, as the sentinels report it.
+    Primary {
+        master: String,
+        sentinels: Vec<SocketAddr>,
+        /// `ip:port` -> node name, for every redis node of the set.
+        nodes: BTreeMap<String, String>,
+    },
+    /// The leader of one Kafka partition, from the cluster's metadata.
+    KafkaLeader {
+        topic: String,
+        partition: i32,
+        bootstrap: String,
+        /// Kafka node id -> node name.
+        nodes: BTreeMap<i32, String>,
+    },
+    /// The active KRaft controller, from the quorum state a node keeps on disk.
+    KafkaController {
+        /// Kafka node id -> node name.
+        nodes: BTreeMap<i32, String>,
+    },
+}
+
+impl RoleSelector {
+    /// As experiments write it: `primary:r1`, `leader:orders/0`, `controller`.
+    pub fn describe(&self) -> String {
+        match self {
+            RoleSelector::Primary { master, .. } => format!("primary:{master}"),
+            RoleSelector::KafkaLeader {
+                topic, partition, ..
+            } => format!("leader:{topic}/{partition}"),
+            RoleSelector::KafkaController { .. } => "controller".into(),
+        }
+    }
+}
+
+/// Who a role-targeted fault hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub selector: String,
+    pub nodes: Vec<String>,
+    /// Kafka: every partition the hit node led at that moment (the ones that must fail over).
+    pub partitions: Vec<i32>,
 }
 
 /// What faults act on. Cheap to clone; guards keep a clone so `undo` needs no arguments.
@@ -80,6 +143,7 @@ pub struct FaultGuard {
     id: String,
     undo: Undo,
     active: bool,
+    resolution: Option<Resolution>,
 }
 
 /// Toxic names become URL segments: derive a safe, unique one from the fault id.
@@ -122,9 +186,9 @@ fn validate(id: &str, action: &FaultAction, ctx: &FaultContext) -> Result<(), Fa
         FaultAction::Toxic { toxicity, .. } if !(0.0..=1.0).contains(toxicity) => {
             return invalid(&format!("toxicity `{toxicity}` is not within 0..=1"));
         }
-        FaultAction::Kill { nodes }
-        | FaultAction::Pause { nodes }
-        | FaultAction::Restart { nodes }
+        FaultAction::Kill { nodes, role: None }
+        | FaultAction::Pause { nodes, role: None }
+        | FaultAction::Restart { nodes, role: None }
             if nodes.is_empty() =>
         {
             return invalid("no nodes named");
@@ -139,8 +203,56 @@ fn validate(id: &str, action: &FaultAction, ctx: &FaultContext) -> Result<(), Fa
     Ok(())
 }
 
-/// Logs the intent, applies the fault, returns its guard. See the module invariants.
+/// Logs the intent, applies the fault, returns its guard. See the module invariants. A
+/// role-targeted fault is first resolved to the node that has the role now.
 pub async fn apply(
+    ctx: &FaultContext,
+    id: &str,
+    action: &FaultAction,
+) -> Result<FaultGuard, FaultError> {
+    let (resolved, resolution) = match role_of(action) {
+        Some(selector) => {
+            let resolution = crate::roles::resolve(selector, &ctx.lab)
+                .await
+                .map_err(|detail| FaultError::Invalid {
+                    fault: id.to_string(),
+                    detail: format!(
+                        "cannot tell which node is `{}`: {detail}",
+                        selector.describe()
+                    ),
+                })?;
+            (
+                with_nodes(action, resolution.nodes.clone()),
+                Some(resolution),
+            )
+        }
+        None => (action.clone(), None),
+    };
+    let mut guard = apply_resolved(ctx, id, &resolved).await?;
+    guard.resolution = resolution;
+    Ok(guard)
+}
+
+fn role_of(action: &FaultAction) -> Option<&RoleSelector> {
+    match action {
+        FaultAction::Kill { role, .. }
+        | FaultAction::Pause { role, .. }
+        | FaultAction::Restart { role, .. } => role.as_ref(),
+        _ => None,
+    }
+}
+
+/// The same action on concrete nodes.
+fn with_nodes(action: &FaultAction, nodes: Vec<String>) -> FaultAction {
+    match action {
+        FaultAction::Kill { .. } => FaultAction::Kill { nodes, role: None },
+        FaultAction::Pause { .. } => FaultAction::Pause { nodes, role: None },
+        FaultAction::Restart { .. } => FaultAction::Restart { nodes, role: None },
+        other => other.clone(),
+    }
+}
+
+async fn apply_resolved(
     ctx: &FaultContext,
     id: &str,
     action: &FaultAction,
@@ -193,7 +305,7 @@ pub async fn apply(
                 proxy: proxy.clone(),
             }
         }
-        FaultAction::Kill { nodes } => {
+        FaultAction::Kill { nodes, .. } => {
             for (i, node) in nodes.iter().enumerate() {
                 if let Err(e) = lab.kill_node(node).await {
                     for done in &nodes[..i] {
@@ -207,7 +319,7 @@ pub async fn apply(
                 nodes: nodes.clone(),
             }
         }
-        FaultAction::Pause { nodes } => {
+        FaultAction::Pause { nodes, .. } => {
             for (i, node) in nodes.iter().enumerate() {
                 if let Err(e) = lab.pause_node(node).await {
                     for done in &nodes[..i] {
@@ -221,7 +333,7 @@ pub async fn apply(
                 nodes: nodes.clone(),
             }
         }
-        FaultAction::Restart { nodes } => {
+        FaultAction::Restart { nodes, .. } => {
             for node in nodes {
                 lab.restart_node(node).await.map_err(lab_err(id))?;
             }
@@ -232,6 +344,7 @@ pub async fn apply(
                 id: id.to_string(),
                 undo: Undo::Nothing,
                 active: false,
+                resolution: None,
             });
         }
         FaultAction::Partition { a, b, direction } => {
@@ -243,12 +356,18 @@ pub async fn apply(
         id: id.to_string(),
         undo,
         active: true,
+        resolution: None,
     })
 }
 
 impl FaultGuard {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Who a role-targeted fault hit.
+    pub fn resolution(&self) -> Option<&Resolution> {
+        self.resolution.as_ref()
     }
 
     /// True until `undo` has completed.

@@ -110,6 +110,9 @@ pub enum EventKind {
     FaultHealed,
     FaultError,
     BreakerTransition,
+    /// A cluster's own account of a role change (Sentinel `+switch-master`, a Kafka leader
+    /// election), read from its logs.
+    ClusterEvent,
     LoadEnded,
     Note,
 }
@@ -118,6 +121,106 @@ pub enum EventKind {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     pub breakers: Vec<BreakerEvidence>,
+    /// Per write workload: when writes were acknowledged, and by which server or partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<AckEvidence>,
+    /// Per ledger workload: what the read-back found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ledgers: Vec<LedgerEvidence>,
+    /// What the clusters logged about role changes (Sentinel, Kafka), on the run's time base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_events: Vec<ClusterEvent>,
+    /// Which nodes (and partitions) role-targeted faults hit when they fired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved_faults: Vec<ResolvedFault>,
+    /// Roles of nodes after healing (e.g. an old primary back as a replica).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleEvidence>,
+}
+
+/// Acknowledgements of one workload in completion order, run-length encoded: consecutive ops
+/// with the same result and the same acknowledging server (or partition) form one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckEvidence {
+    pub workload: String,
+    pub runs: Vec<AckRun>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRun {
+    /// Completion of the first and last op of the run, ms from t0.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Who acknowledged (`ip:port`, or `p<N>` for a partition); `None` for failed ops.
+    pub by: Option<String>,
+    pub ops: u64,
+}
+
+/// The ack ledger of one workload, read back after healing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEvidence {
+    pub workload: String,
+    /// Where it was read back from (server, topic, table).
+    pub read_from: String,
+    /// Writes acknowledged as successful.
+    pub acked: u64,
+    /// Writes refused (connection refused, READONLY, ...): known not applied.
+    pub failed: u64,
+    /// Writes without an answer (timeout, broken connection): may or may not be applied.
+    pub indeterminate: u64,
+    /// Acknowledged but not found: the RPO.
+    pub lost: u64,
+    /// Acknowledgement times of the first and last lost write, ms from t0.
+    pub lost_first_ms: Option<i64>,
+    pub lost_last_ms: Option<i64>,
+    /// Up to 20 lost op indices, for diagnosis.
+    pub lost_sample: Vec<u64>,
+    /// Refused, yet present: the system applied a write it reported as failed.
+    pub failed_but_present: u64,
+    /// Indeterminate writes that turned out to be applied.
+    pub indeterminate_present: u64,
+    /// Found more than once (message logs only).
+    pub duplicated: u64,
+    /// Found with another value than written (stale or overwritten).
+    pub stale: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterEvent {
+    pub at_ms: i64,
+    /// The node whose log said it.
+    pub node: String,
+    /// `+switch-master`, `+sdown`, `+odown`, `+promoted-slave`, `+convert-to-slave`, ...
+    pub event: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedFault {
+    pub fault: String,
+    pub at_ms: i64,
+    /// How the target was written, e.g. `primary:r1` or `leader:orders/0`.
+    pub selector: String,
+    pub nodes: Vec<String>,
+    /// Kafka: the partitions the hit node led when the fault fired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleEvidence {
+    pub node: String,
+    /// `master`, `slave`, or `unreachable`.
+    pub role: String,
+    /// For a replica: the primary it follows (`ip:port`) and whether its link is up.
+    pub following: Option<String>,
+    pub link_up: bool,
+    /// When this was observed, ms from t0.
+    pub at_ms: i64,
+    /// When the cluster logged turning it into a replica (Sentinel's `+convert-to-slave`), if
+    /// it did; observation starts only after the load ends, so this is the sharper time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconfigured_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

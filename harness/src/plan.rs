@@ -38,6 +38,7 @@ pub struct Plan {
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     Redis,
+    Sentinel,
     Playback,
     Recommendations,
 }
@@ -45,6 +46,7 @@ pub enum NodeKind {
 impl NodeKind {
     pub const ALL: &[(&str, NodeKind)] = &[
         ("redis", NodeKind::Redis),
+        ("sentinel", NodeKind::Sentinel),
         ("playback", NodeKind::Playback),
         ("recommendations", NodeKind::Recommendations),
     ];
@@ -59,6 +61,7 @@ impl NodeKind {
     pub fn port(self) -> u16 {
         match self {
             NodeKind::Redis => 6379,
+            NodeKind::Sentinel => 26379,
             NodeKind::Playback | NodeKind::Recommendations => 8080,
         }
     }
@@ -70,7 +73,7 @@ impl NodeKind {
                 ("redis", NodeKind::Redis),
                 ("recommendations", NodeKind::Recommendations),
             ],
-            NodeKind::Redis | NodeKind::Recommendations => &[],
+            NodeKind::Redis | NodeKind::Sentinel | NodeKind::Recommendations => &[],
         }
     }
 }
@@ -82,8 +85,15 @@ pub struct PlannedNode {
     pub addr: Ipv4Addr,
     pub port: u16,
     /// Final configuration handed to the node (services: JSON config with addresses filled in;
-    /// redis: extra `--key value` options).
+    /// redis: extra `--key value` options; sentinel: `quorum`, `down_after_ms`,
+    /// `failover_timeout_ms`, `parallel_syncs`).
     pub config: serde_json::Value,
+    /// redis: the node it starts as a replica of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
+    /// sentinel: the primary it monitors (also the master name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitors: Option<String>,
 }
 
 impl PlannedNode {
@@ -154,6 +164,9 @@ pub enum Assertion {
     Breaker(BreakerAssertion),
     Fallback(FallbackAssertion),
     Slo(SloAssertion),
+    Failover(FailoverAssertion),
+    Rpo(RpoAssertion),
+    RejoinsAsReplica(RejoinAssertion),
 }
 
 impl Assertion {
@@ -162,8 +175,39 @@ impl Assertion {
             Assertion::Breaker(a) => &a.name,
             Assertion::Fallback(a) => &a.name,
             Assertion::Slo(a) => &a.name,
+            Assertion::Failover(a) => &a.name,
+            Assertion::Rpo(a) => &a.name,
+            Assertion::RejoinsAsReplica(a) => &a.name,
         }
     }
+}
+
+/// The time from a fault's start until writes are acknowledged again by a new leader, from
+/// the client's acknowledgements, cross-checked with the cluster's own log.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FailoverAssertion {
+    pub name: String,
+    pub workload: String,
+    pub fault: String,
+    pub max: Duration,
+    pub agree_within: Duration,
+}
+
+/// Acknowledged writes lost, from the ack ledger's read-back after healing.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RpoAssertion {
+    pub name: String,
+    pub workload: String,
+    pub max_lost: Option<u64>,
+    pub max_lost_window: Option<Duration>,
+}
+
+/// A node (an old primary) is a connected replica again after healing.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RejoinAssertion {
+    pub name: String,
+    pub node: String,
+    pub within: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -259,9 +303,22 @@ impl Plan {
         for PlannedWorkload { plan: w, .. } in &self.workloads {
             let what = match &w.kind {
                 WorkloadKind::Http { url_template, .. } => format!("GET {url_template}"),
-                WorkloadKind::Redis { addr, command, .. } => {
-                    format!("redis {} at {addr}", redis_command_name(*command))
-                }
+                WorkloadKind::Redis {
+                    addr,
+                    command,
+                    sentinel: None,
+                    ..
+                } => format!("redis {} at {addr}", redis_command_name(*command)),
+                WorkloadKind::Redis {
+                    command,
+                    sentinel: Some(s),
+                    ..
+                } => format!(
+                    "redis {} at the primary of `{}` (via {} sentinels)",
+                    redis_command_name(*command),
+                    s.master,
+                    s.sentinels.len()
+                ),
             };
             let _ = writeln!(
                 out,
@@ -333,6 +390,36 @@ pub fn describe_assertion(assertion: &Assertion) -> String {
             "{}: while breaker `{}` of `{}` is OPEN, every response of `{}` is a successful fallback",
             f.name, f.breaker, f.service, f.workload
         ),
+        Assertion::Failover(f) => format!(
+            "{}: after `{}` starts, `{}` is acknowledged again by a new leader within {} (client view), \
+             and the cluster's own log agrees within {}",
+            f.name,
+            f.fault,
+            f.workload,
+            format_duration(f.max),
+            format_duration(f.agree_within)
+        ),
+        Assertion::Rpo(r) => {
+            let mut limits = Vec::new();
+            if let Some(n) = r.max_lost {
+                limits.push(format!("at most {n} lost"));
+            }
+            if let Some(w) = r.max_lost_window {
+                limits.push(format!("lost writes span at most {}", format_duration(w)));
+            }
+            format!(
+                "{}: acknowledged writes of `{}` read back after healing: {}",
+                r.name,
+                r.workload,
+                limits.join(", ")
+            )
+        }
+        Assertion::RejoinsAsReplica(r) => format!(
+            "{}: `{}` is a connected replica within {} after healing",
+            r.name,
+            r.node,
+            format_duration(r.within)
+        ),
         Assertion::Slo(s) => {
             let mut limits = Vec::new();
             if let Some(rate) = s.max_error_rate {
@@ -360,5 +447,6 @@ fn redis_command_name(command: RedisCommand) -> &'static str {
         RedisCommand::Get => "GET",
         RedisCommand::Set => "SET",
         RedisCommand::SetGet => "SET/GET",
+        RedisCommand::SetUnique => "SET (unique keys, ledger)",
     }
 }

@@ -386,6 +386,7 @@ fn pause_stalls_a_node_and_resume_brings_it_back() {
             "pause",
             &FaultAction::Pause {
                 nodes: vec!["r1".into()],
+                role: None,
             },
         )
         .await
@@ -400,6 +401,7 @@ fn pause_stalls_a_node_and_resume_brings_it_back() {
             "pause2",
             &FaultAction::Pause {
                 nodes: vec!["r1".into(), "ghost".into()],
+                role: None,
             },
         )
         .await;
@@ -429,6 +431,7 @@ fn kill_then_undo_restarts_with_the_same_data() {
             "kill",
             &FaultAction::Kill {
                 nodes: vec!["r1".into()],
+                role: None,
             },
         )
         .await
@@ -449,6 +452,7 @@ fn kill_then_undo_restarts_with_the_same_data() {
             "bounce",
             &FaultAction::Restart {
                 nodes: vec!["r1".into()],
+                role: None,
             },
         )
         .await

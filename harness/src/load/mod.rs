@@ -37,6 +37,7 @@ use crate::errors::LoadError;
 
 pub use live::{LiveSnapshot, LiveStats};
 pub use outcome::{ErrorKind, OpRecord, Outcome, OutcomeCode, ServerError};
+pub use redis_ops::{primary_client, server_name, unique_key, unique_value_of};
 pub use summary::{
     LatencySummary, MAX_SCHED_LAG_INTERVAL_FRACTION, MIN_DISPATCH_FRACTION, MIN_SCHED_LAG_LIMIT_US,
     PhaseWindow, WindowStats, WorkloadSummary, summarize,
@@ -87,7 +88,18 @@ pub enum WorkloadKind {
         command: RedisCommand,
         keyspace: u64,
         value_size: usize,
+        /// Find the primary through Sentinel instead of `addr` (which is then only where the
+        /// primary was at plan time). Writes are tagged with the address that acknowledged them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sentinel: Option<SentinelTarget>,
     },
+}
+
+/// A Sentinel-monitored primary: its master name and the sentinels to ask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentinelTarget {
+    pub master: String,
+    pub sentinels: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +108,9 @@ pub enum RedisCommand {
     Set,
     /// SET on even op indices, GET on odd ones.
     SetGet,
+    /// SET of a key no other op writes (`faultline:u:{n}`, value `n`): every acknowledged op is
+    /// an entry of the ack ledger, read back after the faults are healed.
+    SetUnique,
 }
 
 impl WorkloadPlan {
@@ -267,9 +282,11 @@ pub async fn run_workload(
             command,
             keyspace,
             value_size,
+            sentinel,
         } => {
             let redis = redis_ops::RedisExec::new(
                 *addr,
+                sentinel.clone(),
                 *command,
                 *keyspace,
                 *value_size,

@@ -2,7 +2,7 @@
 //! and the first error message seen per outcome code.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::outcome::OutcomeCode;
 
@@ -20,16 +20,17 @@ const MAX_SAMPLE_LEN: usize = 300;
 /// Interns tag values into `u8` indices.
 ///
 /// Invariant: `names[0]` is the reserved empty name meaning "no tag"; every other entry is
-/// distinct and non-empty, and `names.len() <= MAX_TAGS`.
-#[derive(Debug)]
+/// distinct and non-empty, and `names.len() <= MAX_TAGS`. Clones share one table (an executor
+/// that tags ops keeps a clone).
+#[derive(Debug, Clone)]
 pub(crate) struct TagTable {
-    names: Mutex<Vec<String>>,
+    names: Arc<Mutex<Vec<String>>>,
 }
 
 impl TagTable {
     pub(crate) fn new() -> TagTable {
         TagTable {
-            names: Mutex::new(vec![String::new()]),
+            names: Arc::new(Mutex::new(vec![String::new()])),
         }
     }
 

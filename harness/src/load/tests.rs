@@ -727,6 +727,7 @@ async fn invalid_plans_are_refused_with_the_field() {
             command: RedisCommand::Get,
             keyspace: 10,
             value_size: 10,
+            sentinel: None,
         },
         ..base.clone()
     };
@@ -828,6 +829,7 @@ async fn invalid_plans_are_refused_with_the_field() {
                     command: RedisCommand::Get,
                     keyspace: 0,
                     value_size: 1,
+                    sentinel: None,
                 },
                 ..redis.clone()
             },
@@ -928,6 +930,7 @@ fn redis_plan(
             command,
             keyspace: 10,
             value_size: 32,
+            sentinel: None,
         },
         rate_per_sec: rate,
         duration,

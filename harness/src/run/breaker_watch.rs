@@ -34,7 +34,7 @@ impl BreakerWatch {
             let (service, breaker) = match assertion {
                 Assertion::Breaker(a) => (&a.service, &a.breaker),
                 Assertion::Fallback(a) => (&a.service, &a.breaker),
-                Assertion::Slo(_) => continue,
+                _ => continue,
             };
             let known = watched
                 .iter()

@@ -40,7 +40,7 @@ pub async fn breaker_evidence(
         let (service, breaker, workload, downstream) = match assertion {
             Assertion::Breaker(a) => (&a.service, &a.breaker, &a.workload, Some(&a.downstream)),
             Assertion::Fallback(a) => (&a.service, &a.breaker, &a.workload, None),
-            Assertion::Slo(_) => continue,
+            _ => continue,
         };
         if let Some(existing) = out
             .iter_mut()

@@ -9,6 +9,7 @@
 mod breaker_watch;
 mod collect;
 mod provision;
+mod redis_evidence;
 mod schedule;
 
 use std::collections::BTreeMap;
@@ -264,30 +265,66 @@ async fn execute(
     let duration_ms = t0.elapsed().as_millis() as u64;
 
     progress.event(RunEvent::Stage(Stage::Collect));
-    let evidence = match collect::breaker_evidence(&plan, &records, base).await {
-        Ok(breakers) => Evidence { breakers },
+    let healed_at = Instant::now();
+    let mut evidence = match collect::breaker_evidence(&plan, &records, base).await {
+        Ok(breakers) => Evidence {
+            breakers,
+            ..Evidence::default()
+        },
         Err(error) => {
             errors.push(format!("evidence could not be collected: {error}"));
             Evidence::default()
         }
     };
-    for b in &evidence.breakers {
-        for t in &b.transitions {
-            let detail = format!(
-                "{} breaker `{}`: {:?} -> {:?} ({})",
-                b.service, b.breaker, t.from, t.to, t.reason
-            );
-            shared
-                .events
-                .lock()
-                .map(|mut e| {
-                    e.push(Event {
-                        at_ms: t.at_ms,
-                        kind: EventKind::BreakerTransition,
-                        detail,
-                    })
-                })
-                .ok();
+    // Roles first: waiting for an old primary to rejoin also lets replication settle before
+    // the ledger is read back.
+    evidence.roles = redis_evidence::roles(&plan, healed_at, t0).await;
+    for w in &plan.workloads {
+        let Some(record) = records.iter().find(|r| r.plan_name == w.plan.name) else {
+            continue;
+        };
+        match redis_evidence::read_back(&w.plan, record).await {
+            Ok(Some(back)) => {
+                let target = plan.node(&w.target).map(|n| n.socket().to_string());
+                evidence.acks.push(crate::ledger::ack_evidence(
+                    record,
+                    target.as_deref().unwrap_or(&w.target),
+                ));
+                evidence.ledgers.push(crate::ledger::compare(record, &back));
+            }
+            Ok(None) => {}
+            Err(error) => errors.push(format!(
+                "the ledger of `{}` could not be read back: {error}",
+                w.plan.name
+            )),
+        }
+    }
+    evidence.resolved_faults = shared
+        .resolved
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    evidence.cluster_events = redis_evidence::sentinel_events(&plan, &lab, base);
+    redis_evidence::reconfiguration_times(&plan, &mut evidence.roles, &evidence.cluster_events);
+    if let Ok(mut events) = shared.events.lock() {
+        for e in &evidence.cluster_events {
+            events.push(Event {
+                at_ms: e.at_ms,
+                kind: EventKind::ClusterEvent,
+                detail: format!("{} {} {}", e.node, e.event, e.detail),
+            });
+        }
+        for b in &evidence.breakers {
+            for t in &b.transitions {
+                events.push(Event {
+                    at_ms: t.at_ms,
+                    kind: EventKind::BreakerTransition,
+                    detail: format!(
+                        "{} breaker `{}`: {:?} -> {:?} ({})",
+                        b.service, b.breaker, t.from, t.to, t.reason
+                    ),
+                });
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::events::{Progress, RunEvent, Tick, WorkloadTick};
 use crate::faults::{self, FaultContext};
-use crate::journal::{Event, EventKind};
+use crate::journal::{Event, EventKind, ResolvedFault};
 use crate::load::LiveStats;
 use crate::plan::{Plan, PlannedFault};
 
@@ -23,6 +23,8 @@ use super::collect::TimeBase;
 pub struct Shared {
     pub events: Mutex<Vec<Event>>,
     pub active: Mutex<BTreeSet<String>>,
+    /// Who each role-targeted fault hit.
+    pub resolved: Mutex<Vec<ResolvedFault>>,
 }
 
 impl Shared {
@@ -75,15 +77,28 @@ pub async fn run_fault(
             return;
         }
     };
+    let mut target = fault.target.clone();
+    if let Some(r) = guard.resolution() {
+        target = format!("{target} = {}", r.nodes.join(", "));
+        if let Ok(mut resolved) = shared.resolved.lock() {
+            resolved.push(ResolvedFault {
+                fault: fault.name.clone(),
+                at_ms: t0.elapsed().as_millis() as i64,
+                selector: r.selector.clone(),
+                nodes: r.nodes.clone(),
+                partitions: r.partitions.clone(),
+            });
+        }
+    }
     shared.log(
         t0,
         EventKind::FaultApplied,
-        format!("`{}` ({}) on {}", fault.name, fault.kind, fault.target),
+        format!("`{}` ({}) on {target}", fault.name, fault.kind),
     );
     progress.event(RunEvent::FaultApplied {
         name: fault.name.clone(),
         at: t0.elapsed(),
-        target: fault.target.clone(),
+        target,
     });
     let Some(lasts) = fault.lasts else { return };
     if let Ok(mut active) = shared.active.lock() {

@@ -93,8 +93,15 @@ pub struct TopologySpec {
 pub struct NodeSpec {
     /// Unique node name.
     pub name: At<String>,
-    /// `redis`, `playback` or `recommendations`.
+    /// `redis`, `sentinel`, `playback` or `recommendations`.
     pub kind: At<String>,
+    /// redis: start as a replica of this redis node (`replicaof`).
+    #[serde(default)]
+    pub replica_of: Option<At<String>>,
+    /// sentinel: the redis primary it monitors; the node's name is the master name clients ask
+    /// for. Settings go in `config`: `quorum`, `down_after`, `failover_timeout`, `parallel_syncs`.
+    #[serde(default)]
+    pub monitors: Option<At<String>>,
     /// For services: role -> node it calls, e.g. `{ redis: cache, recommendations: recs }`.
     /// Every such link goes through a Toxiproxy proxy named `<node>-><used node>`.
     #[serde(default)]
@@ -139,9 +146,14 @@ pub struct WorkloadSpec {
     /// report e.g. `x-faultline-source`).
     #[serde(default)]
     pub tag_header: Option<At<String>>,
-    /// redis: `get`, `set` or `set_get` (alternating).
+    /// redis: `get`, `set`, `set_get` (alternating) or `set_unique` (every op writes its own key;
+    /// acknowledged writes form the ack ledger, read back after healing).
     #[serde(default)]
     pub command: Option<At<String>>,
+    /// redis: a group (or list) of sentinel nodes; the client asks them where the primary of
+    /// `target` is, before every (re)connection.
+    #[serde(default)]
+    pub sentinels: Option<At<String>>,
     /// redis: number of distinct keys (default 10000).
     #[serde(default)]
     pub keyspace: Option<At<u64>>,
@@ -204,7 +216,7 @@ pub struct FaultSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSpec {
-    /// `breaker`, `fallback` or `slo`.
+    /// `breaker`, `fallback`, `slo`, `failover`, `rpo` or `rejoins_as_replica`.
     pub kind: At<String>,
     /// Name used in verdict ids (default: derived from the kind and targets).
     #[serde(default)]
@@ -239,6 +251,27 @@ pub struct AssertionSpec {
     /// slo: highest acceptable p50 latency.
     #[serde(default)]
     pub max_p50: Option<At<Scalar>>,
+    /// failover: the fault whose start the failover time is measured from.
+    #[serde(default)]
+    pub fault: Option<At<String>>,
+    /// failover: the documented bound on the failover time (`10s`).
+    #[serde(default)]
+    pub max: Option<At<Scalar>>,
+    /// failover: how far the client's view and the cluster's own log may disagree (default `1s`).
+    #[serde(default)]
+    pub agree_within: Option<At<Scalar>>,
+    /// rpo: most acknowledged writes that may be lost (`0`).
+    #[serde(default)]
+    pub max_lost: Option<At<u64>>,
+    /// rpo: longest span of acknowledgement times the lost writes may cover (`1s`).
+    #[serde(default)]
+    pub max_lost_window: Option<At<Scalar>>,
+    /// rejoins_as_replica: the node that must come back as a replica.
+    #[serde(default)]
+    pub node: Option<At<String>>,
+    /// rejoins_as_replica: how long after healing it may take (default `30s`).
+    #[serde(default)]
+    pub within: Option<At<Scalar>>,
 }
 
 /// A circuit breaker's documented behaviour.

@@ -6,6 +6,8 @@
 //! journal can be re-judged offline and in tests.
 
 mod breaker;
+mod durability;
+mod failover;
 mod fallback;
 mod slo;
 
@@ -41,6 +43,28 @@ pub fn judge(
                 Some(summary) => slo::judge(a, summary, &mut out),
                 None => out.missing(&a.name, "workload summary"),
             },
+            Assertion::Failover(a) => {
+                match (
+                    evidence.acks.iter().find(|e| e.workload == a.workload),
+                    faults.iter().find(|f| f.name == a.fault),
+                ) {
+                    (Some(acks), Some(fault)) => {
+                        failover::judge(a, acks, fault, evidence, &mut out)
+                    }
+                    (None, _) => out.missing(&a.name, "acknowledgement timeline"),
+                    (_, None) => out.missing(&a.name, "fault window"),
+                }
+            }
+            Assertion::Rpo(a) => match evidence.ledgers.iter().find(|l| l.workload == a.workload) {
+                Some(ledger) => durability::judge_rpo(a, ledger, faults, &mut out),
+                None => out.missing(&a.name, "ledger read-back"),
+            },
+            Assertion::RejoinsAsReplica(a) => {
+                match evidence.roles.iter().find(|r| r.node == a.node) {
+                    Some(role) => durability::judge_rejoin(a, role, faults, &mut out),
+                    None => out.missing(&a.name, "role observation"),
+                }
+            }
         }
     }
     out.items

@@ -16,6 +16,7 @@ impl Resolver<'_> {
         spec: &AssertionSpec,
         topo: &Topology,
         workloads: &BTreeSet<String>,
+        faults: &BTreeSet<String>,
     ) -> Option<Assertion> {
         let kind = spec.kind.value.as_str();
         let allowed: &[&str] = match kind {
@@ -29,11 +30,21 @@ impl Resolver<'_> {
             ],
             "fallback" => &["service", "breaker", "workload"],
             "slo" => &["workload", "phase", "max_error_rate", "max_p99", "max_p50"],
+            "failover" => &["workload", "fault", "max", "agree_within"],
+            "rpo" => &["workload", "max_lost", "max_lost_window"],
+            "rejoins_as_replica" => &["node", "within"],
             _ => {
                 self.unknown(
                     &spec.kind,
                     "assertion kind",
-                    &["breaker", "fallback", "slo"],
+                    &[
+                        "breaker",
+                        "fallback",
+                        "slo",
+                        "failover",
+                        "rpo",
+                        "rejoins_as_replica",
+                    ],
                 );
                 return None;
             }
@@ -55,9 +66,25 @@ impl Resolver<'_> {
             ),
             ("max_p99", spec.max_p99.as_ref().map(|v| v.referenced)),
             ("max_p50", spec.max_p50.as_ref().map(|v| v.referenced)),
+            ("fault", spec.fault.as_ref().map(|v| v.referenced)),
+            ("max", spec.max.as_ref().map(|v| v.referenced)),
+            (
+                "agree_within",
+                spec.agree_within.as_ref().map(|v| v.referenced),
+            ),
+            ("max_lost", spec.max_lost.as_ref().map(|v| v.referenced)),
+            (
+                "max_lost_window",
+                spec.max_lost_window.as_ref().map(|v| v.referenced),
+            ),
+            ("node", spec.node.as_ref().map(|v| v.referenced)),
+            ("within", spec.within.as_ref().map(|v| v.referenced)),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` assertion"));
         let at = spec.kind.referenced;
+        if kind == "rejoins_as_replica" {
+            return self.rejoin(spec, topo);
+        }
         let workload = self
             .require(&spec.workload, &at, kind, "workload")
             .and_then(|w| {
@@ -117,6 +144,8 @@ impl Resolver<'_> {
                     max_p50,
                 }))
             }
+            "failover" => self.failover(spec, workload?, faults),
+            "rpo" => self.rpo(spec, workload?),
             _ => {
                 let service = self
                     .require(&spec.service, &at, kind, "service")

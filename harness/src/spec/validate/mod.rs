@@ -2,6 +2,7 @@
 //! problem (unknown kinds, dangling references, misplaced fields, bad units, faults past the end).
 
 mod assertions;
+mod durability;
 mod schedule;
 mod topology;
 
@@ -127,9 +128,10 @@ impl Resolver<'_> {
             }
         }
 
+        let fault_names: BTreeSet<String> = faults.iter().map(|f| f.name.clone()).collect();
         let mut assertions = Vec::new();
         for spec in &file.assertions {
-            if let Some(a) = self.assertion(spec, &topo, &names) {
+            if let Some(a) = self.assertion(spec, &topo, &names, &fault_names) {
                 assertions.push(a);
             }
         }

@@ -5,11 +5,11 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::{Resolver, Topology};
-use crate::faults::FaultAction;
+use crate::faults::{FaultAction, RoleSelector};
 use crate::lab::Direction;
-use crate::load::{RedisCommand, WorkloadKind, WorkloadPlan};
+use crate::load::{RedisCommand, SentinelTarget, WorkloadKind, WorkloadPlan};
 use crate::plan::*;
-use crate::spec::{FaultSpec, WorkloadSpec};
+use crate::spec::{At, FaultSpec, WorkloadSpec};
 use crate::toxiproxy::{Stream, ToxicSpec};
 use crate::units::{parse_percent, parse_rate};
 
@@ -33,7 +33,10 @@ impl Resolver<'_> {
                 &["path", "tag_header"],
                 &[NodeKind::Playback, NodeKind::Recommendations],
             ),
-            "redis" => (&["command", "keyspace", "value_size"], &[NodeKind::Redis]),
+            "redis" => (
+                &["command", "keyspace", "value_size", "sentinels"],
+                &[NodeKind::Redis],
+            ),
             _ => {
                 self.unknown(&spec.kind, "workload kind", &["http", "redis"]);
                 return None;
@@ -45,6 +48,7 @@ impl Resolver<'_> {
             ("command", spec.command.as_ref().map(|v| v.referenced)),
             ("keyspace", spec.keyspace.as_ref().map(|v| v.referenced)),
             ("value_size", spec.value_size.as_ref().map(|v| v.referenced)),
+            ("sentinels", spec.sentinels.as_ref().map(|v| v.referenced)),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` workload"));
         let rate = self.unit(&spec.rate, "rate", parse_rate);
@@ -89,16 +93,26 @@ impl Resolver<'_> {
                     None | Some(("get", _)) => RedisCommand::Get,
                     Some(("set", _)) => RedisCommand::Set,
                     Some(("set_get", _)) => RedisCommand::SetGet,
+                    Some(("set_unique", _)) => RedisCommand::SetUnique,
                     Some((_, at)) => {
-                        self.unknown(at, "redis command", &["get", "set", "set_get"]);
+                        self.unknown(
+                            at,
+                            "redis command",
+                            &["get", "set", "set_get", "set_unique"],
+                        );
                         RedisCommand::Get
                     }
                 };
+                let sentinel = spec
+                    .sentinels
+                    .as_ref()
+                    .and_then(|s| self.sentinel_target(s, node, topo));
                 WorkloadKind::Redis {
                     addr: node.socket(),
                     command,
                     keyspace: spec.keyspace.as_ref().map_or(10_000, |k| k.value).max(1),
                     value_size: spec.value_size.as_ref().map_or(64, |v| v.value) as usize,
+                    sentinel,
                 }
             }
         };
@@ -117,6 +131,36 @@ impl Resolver<'_> {
         Some(PlannedWorkload {
             target: node.name.clone(),
             plan,
+        })
+    }
+
+    /// `sentinels: <group or node>`: every member a sentinel that monitors `primary`.
+    fn sentinel_target(
+        &mut self,
+        sentinels: &At<String>,
+        primary: &PlannedNode,
+        topo: &Topology,
+    ) -> Option<SentinelTarget> {
+        let members = self.node_or_group(sentinels, topo)?;
+        let mut addrs = Vec::new();
+        for member in &members {
+            let node = topo.node(member)?;
+            if node.kind != NodeKind::Sentinel || node.monitors.as_deref() != Some(&primary.name) {
+                self.diags.error_hint(
+                    &sentinels.referenced,
+                    format!("`{member}` is not a sentinel monitoring `{}`", primary.name),
+                    format!(
+                        "`sentinels` lists sentinel nodes with `monitors: {}`",
+                        primary.name
+                    ),
+                );
+                return None;
+            }
+            addrs.push(node.socket());
+        }
+        Some(SentinelTarget {
+            master: primary.name.clone(),
+            sentinels: addrs,
         })
     }
 
@@ -231,12 +275,15 @@ impl Resolver<'_> {
             self.link_fault(kind, spec, topo)?
         } else if NODE.contains(&kind) {
             let target = self.require(&spec.target, &spec.kind.referenced, kind, "target")?;
-            let nodes = self.node_or_group(target, topo)?;
+            let (nodes, role) = match self.role_selector(target, topo) {
+                Some(selector) => (Vec::new(), Some(selector?)),
+                None => (self.node_or_group(target, topo)?, None),
+            };
             let desc = target.value.clone();
             let action = match kind {
-                "kill" => FaultAction::Kill { nodes },
-                "pause" => FaultAction::Pause { nodes },
-                _ => FaultAction::Restart { nodes },
+                "kill" => FaultAction::Kill { nodes, role },
+                "pause" => FaultAction::Pause { nodes, role },
+                _ => FaultAction::Restart { nodes, role },
             };
             (action, desc)
         } else {
@@ -250,6 +297,57 @@ impl Resolver<'_> {
             target,
             action,
         })
+    }
+
+    /// `primary:<redis primary>` (the node Sentinel calls primary when the fault fires),
+    /// `leader:<topic>/<partition>` and `controller` (Kafka). `None`: not a role target; `Some(None)`:
+    /// a role target with a mistake, already reported.
+    fn role_selector(
+        &mut self,
+        target: &At<String>,
+        topo: &Topology,
+    ) -> Option<Option<RoleSelector>> {
+        let text = target.value.as_str();
+        if let Some(master) = text.strip_prefix("primary:") {
+            let sentinels: Vec<_> = topo
+                .nodes
+                .iter()
+                .filter(|n| n.kind == NodeKind::Sentinel && n.monitors.as_deref() == Some(master))
+                .map(|n| n.socket())
+                .collect();
+            if sentinels.is_empty() {
+                self.diags.error_hint(
+                    &target.referenced,
+                    format!("no sentinel monitors `{master}`, so nothing says which node is its primary"),
+                    "`primary:<node>` names the redis primary that `monitors:` of the sentinels names",
+                );
+                return Some(None);
+            }
+            let nodes = topo
+                .nodes
+                .iter()
+                .filter(|n| n.name == master || n.replica_of.as_deref() == Some(master))
+                .map(|n| (n.socket().to_string(), n.name.clone()))
+                .collect();
+            return Some(Some(RoleSelector::Primary {
+                master: master.to_string(),
+                sentinels,
+                nodes,
+            }));
+        }
+        if text.starts_with("leader:") || text == "controller" {
+            return Some(self.kafka_role(target, topo));
+        }
+        None
+    }
+
+    /// `leader:<topic>/<partition>` or `controller`, for a topology with Kafka nodes.
+    fn kafka_role(&mut self, target: &At<String>, _topo: &Topology) -> Option<RoleSelector> {
+        self.diags.error(
+            &target.referenced,
+            format!("`{}` needs Kafka nodes in the topology", target.value),
+        );
+        None
     }
 
     pub(super) fn link_fault(

@@ -178,16 +178,179 @@ impl Resolver<'_> {
                     );
                 }
             }
-            let config = self.node_config(kind, node.config.as_ref(), &role_urls);
+            let replica_of = self.follows(
+                node.replica_of.as_ref(),
+                "replica_of",
+                kind,
+                NodeKind::Redis,
+                &kinds,
+                &file.topology.nodes,
+            );
+            let monitors = self.follows(
+                node.monitors.as_ref(),
+                "monitors",
+                kind,
+                NodeKind::Sentinel,
+                &kinds,
+                &file.topology.nodes,
+            );
+            let mut config = self.node_config(kind, node.config.as_ref(), &role_urls);
+            if kind == NodeKind::Sentinel {
+                let watchers = file
+                    .topology
+                    .nodes
+                    .iter()
+                    .filter(|n| n.monitors.as_ref().map(|m| &m.value) == monitors.as_ref())
+                    .count() as u64;
+                config = self.sentinel_config(node, &config, watchers);
+            }
             nodes.push(PlannedNode {
                 name: node.name.value.clone(),
                 kind,
                 addr,
                 port: kind.port(),
                 config,
+                replica_of,
+                monitors,
             });
         }
         (nodes, groups, proxies)
+    }
+
+    /// `replica_of` (on redis nodes) and `monitors` (on sentinels) both name a redis node that
+    /// is itself no replica: the primary of a Sentinel-managed set.
+    fn follows(
+        &mut self,
+        field: Option<&At<String>>,
+        label: &str,
+        kind: NodeKind,
+        allowed_on: NodeKind,
+        kinds: &BTreeMap<String, NodeKind>,
+        specs: &[crate::spec::NodeSpec],
+    ) -> Option<String> {
+        let field = field?;
+        if kind != allowed_on {
+            self.diags.error_hint(
+                &field.referenced,
+                format!("`{label}` applies to `{}` nodes only", allowed_on.name()),
+                "remove it",
+            );
+            return None;
+        }
+        match kinds.get(&field.value) {
+            None => {
+                self.dangling(&field.referenced, "node", &field.value, kinds.keys());
+                None
+            }
+            Some(NodeKind::Redis) => {
+                let is_replica = specs
+                    .iter()
+                    .any(|n| n.name.value == field.value && n.replica_of.is_some());
+                if is_replica {
+                    self.diags.error_hint(
+                        &field.referenced,
+                        format!("`{}` is itself a replica", field.value),
+                        "name the primary of the set",
+                    );
+                    return None;
+                }
+                Some(field.value.clone())
+            }
+            Some(other) => {
+                self.diags.error(
+                    &field.referenced,
+                    format!(
+                        "`{label}` must name a `redis` node, but `{}` is a `{}`",
+                        field.value,
+                        other.name()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A sentinel's settings, with defaults: quorum = a majority of the sentinels monitoring
+    /// the same primary, `down_after` 5 s (Redis' default is 30 s; the seeds promise a failover
+    /// within 10 s), `failover_timeout` 10 s, `parallel_syncs` 1.
+    fn sentinel_config(
+        &mut self,
+        node: &crate::spec::NodeSpec,
+        given: &serde_json::Value,
+        watchers: u64,
+    ) -> serde_json::Value {
+        if node.monitors.is_none() {
+            self.diags.error_hint(
+                &node.name.referenced,
+                format!("sentinel `{}` needs `monitors`", node.name.value),
+                "add `monitors: <the primary redis node>`",
+            );
+        }
+        let at = node.config.as_ref().map(|c| c.referenced);
+        let text = |key: &str| {
+            given.get(key).map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        let mut duration_ms = |key: &str, default_ms: u64| -> u64 {
+            let Some(value) = text(key) else {
+                return default_ms;
+            };
+            match crate::units::parse_duration(&value) {
+                Ok(d) if !d.is_zero() => d.as_millis() as u64,
+                _ => {
+                    if let Some(at) = at {
+                        self.diags.error(
+                            &at,
+                            format!("sentinel `config.{key}` must be a duration above zero such as `5s`, got `{value}`"),
+                        );
+                    }
+                    default_ms
+                }
+            }
+        };
+        let down_after_ms = duration_ms("down_after", 5_000);
+        let failover_timeout_ms = duration_ms("failover_timeout", 10_000);
+        let mut count = |key: &str, default: u64| -> u64 {
+            match given.get(key) {
+                None => default,
+                Some(v) => {
+                    match v.as_u64().filter(|n| *n >= 1) {
+                        Some(n) => n,
+                        None => {
+                            if let Some(at) = at {
+                                self.diags.error(
+                                &at,
+                                format!("sentinel `config.{key}` must be a whole number >= 1, got `{v}`"),
+                            );
+                            }
+                            default
+                        }
+                    }
+                }
+            }
+        };
+        let quorum = count("quorum", watchers / 2 + 1);
+        let parallel_syncs = count("parallel_syncs", 1);
+        if let Some(object) = given.as_object() {
+            let known = ["quorum", "down_after", "failover_timeout", "parallel_syncs"];
+            if let (Some(key), Some(at)) =
+                (object.keys().find(|k| !known.contains(&k.as_str())), at)
+            {
+                self.diags.error_hint(
+                    &at,
+                    format!("unknown sentinel setting `{key}`"),
+                    format!("sentinels take: {}", known.join(", ")),
+                );
+            }
+        }
+        serde_json::json!({
+            "quorum": quorum,
+            "down_after_ms": down_after_ms,
+            "failover_timeout_ms": failover_timeout_ms,
+            "parallel_syncs": parallel_syncs,
+        })
     }
 
     /// Validates a node's `config` against the type its kind takes, and fills in addresses.
@@ -237,6 +400,8 @@ impl Resolver<'_> {
             NodeKind::Recommendations => {
                 check_config::<faultline_targets::config::RecommendationsConfig>(&value).map(|_| ())
             }
+            // Checked by `sentinel_config`.
+            NodeKind::Sentinel => Ok(()),
             NodeKind::Redis => {
                 // Redis options pass through as `--key value`; only scalars make sense there.
                 match object.iter().find(|(_, v)| v.is_object() || v.is_array()) {

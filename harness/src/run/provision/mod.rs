@@ -12,6 +12,8 @@ use crate::lab::{Lab, NodeSpec, Readiness, find_target_binary, find_tool};
 use crate::plan::{NodeKind, Plan, PlannedNode, TOXIPROXY_API};
 use crate::toxiproxy::{NewProxy, Toxiproxy};
 
+mod sentinel;
+
 /// Readiness deadlines: generous for a loaded 2-core machine, never a sleep.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -48,11 +50,21 @@ pub async fn provision(
         Some(client)
     };
     let mut order: Vec<&PlannedNode> = plan.nodes.iter().collect();
-    order.sort_by_key(|n| n.kind.required_uses().len());
+    order.sort_by_key(|n| start_rank(n));
     for node in order {
-        let spec = node_spec(lab, node).map_err(|e| e.to_string())?;
+        let spec = node_spec(plan, lab, node).map_err(|e| e.to_string())?;
         let info = lab.start_node(&spec).await.map_err(|e| e.to_string())?;
         ready(progress, &mut ready_ms, &node.name, info.ready_after);
+    }
+    let settled = std::time::Instant::now();
+    sentinel::wait_settled(plan, NODE_READY_TIMEOUT).await?;
+    if plan.nodes.iter().any(|n| n.kind == NodeKind::Sentinel) {
+        ready(
+            progress,
+            &mut ready_ms,
+            "sentinels-settled",
+            settled.elapsed(),
+        );
     }
     Ok(Provisioned {
         toxiproxy,
@@ -73,17 +85,43 @@ fn ready(
     });
 }
 
+/// Primaries before their replicas, replicas before the sentinels that must find them, stores
+/// before the services that use them.
+fn start_rank(node: &PlannedNode) -> usize {
+    match node.kind {
+        NodeKind::Redis if node.replica_of.is_none() => 0,
+        NodeKind::Redis => 1,
+        NodeKind::Sentinel => 2,
+        kind => 3 + kind.required_uses().len(),
+    }
+}
+
 /// How each kind of node runs in the lab.
-fn node_spec(lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, LabError> {
+fn node_spec(plan: &Plan, lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, LabError> {
     let dir = lab.node_dir(&node.name);
     let spec = match node.kind {
         NodeKind::Redis => {
             // Not `TcpPort`: after a restart Redis accepts connections while still loading its data
-            // (answering `LOADING`); this line is printed once it serves.
-            let ready = Readiness::LogLine("Ready to accept connections".into());
+            // (answering `LOADING`); this line is printed once it serves. A replica is ready once
+            // its first sync with the primary finished.
+            let primary = node.replica_of.as_deref().and_then(|p| plan.node(p));
+            let ready = Readiness::LogLine(match primary {
+                None => "Ready to accept connections".into(),
+                Some(_) => "MASTER <-> REPLICA sync: Finished with success".into(),
+            });
             let mut spec = NodeSpec::new(&node.name, find_tool("redis-server")?, ready).args([
                 "--bind".to_string(),
                 node.addr.to_string(),
+                // Outgoing connections (replication) from the node's own address, so partitions
+                // between addresses apply to them and the primary sees the replica's real address.
+                "--bind-source-addr".into(),
+                node.addr.to_string(),
+                "--replica-announce-ip".into(),
+                node.addr.to_string(),
+                // A replica's first sync starts at once rather than after the default 5 s wait
+                // for more replicas to share one diskless transfer.
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
                 "--port".into(),
                 node.port.to_string(),
                 "--dir".into(),
@@ -95,6 +133,13 @@ fn node_spec(lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, LabError> {
                 "--protected-mode".into(),
                 "no".into(),
             ]);
+            if let Some(primary) = primary {
+                spec = spec.args([
+                    "--replicaof".to_string(),
+                    primary.addr.to_string(),
+                    primary.port.to_string(),
+                ]);
+            }
             // Experiment-given options come last so they override the defaults above.
             if let Some(options) = node.config.as_object() {
                 for (key, value) in options {
@@ -106,6 +151,7 @@ fn node_spec(lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, LabError> {
             }
             spec
         }
+        NodeKind::Sentinel => sentinel::node_spec(plan, &dir, node)?,
         NodeKind::Playback | NodeKind::Recommendations => {
             let binary = find_target_binary(node.kind.name())?;
             std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {

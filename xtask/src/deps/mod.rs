@@ -6,13 +6,15 @@
 //! | 2 | toxiproxy-server | Go module proxy (`go install`) | stamp file beside the binary |
 //! | 3 | cargo-nextest | crates.io (`cargo install --locked`) | `cargo nextest --version` |
 //!
-//! Hook for the cluster tier: Cassandra and Kafka (Maven Central) become further steps here, with
-//! their jars under `<cache>/` and their versions in `versions.json`.
+//! Java components (Kafka, Cassandra) come from Maven Central through `maven::fetch`: their jars
+//! under `<cache>/<name>-<version>/libs/`, their versions in `versions.json`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+
+mod maven;
 
 use crate::Ctx;
 use crate::proc::{self, human, io_err, query, run_logged};

@@ -1,0 +1,96 @@
+//! Validation of the durability and failover assertions: `failover`, `rpo` and
+//! `rejoins_as_replica`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{Resolver, Topology};
+use crate::plan::*;
+use crate::spec::AssertionSpec;
+
+/// How long an old primary may take to come back as a replica, unless the experiment says.
+const DEFAULT_REJOIN_WITHIN: Duration = Duration::from_secs(30);
+/// How far a client's failover time and the cluster's log may differ, unless the experiment
+/// says: the client's reconnect probe interval plus a verification round trip fit well inside.
+const DEFAULT_AGREE_WITHIN: Duration = Duration::from_secs(1);
+
+impl Resolver<'_> {
+    pub(super) fn failover(
+        &mut self,
+        spec: &AssertionSpec,
+        workload: String,
+        faults: &BTreeSet<String>,
+    ) -> Option<Assertion> {
+        let at = spec.kind.referenced;
+        let fault = self.require(&spec.fault, &at, "failover", "fault")?;
+        if !faults.contains(&fault.value) {
+            self.dangling(&fault.referenced, "fault", &fault.value, faults.iter());
+            return None;
+        }
+        let max = self.require(&spec.max, &at, "failover", "max")?;
+        let max = self.duration(max, "max")?;
+        let agree_within = match &spec.agree_within {
+            Some(d) => self.duration(d, "agree_within")?,
+            None => DEFAULT_AGREE_WITHIN,
+        };
+        let name = spec.name.as_ref().map_or_else(
+            || format!("failover/{workload}/{}", fault.value),
+            |n| n.value.clone(),
+        );
+        Some(Assertion::Failover(FailoverAssertion {
+            name,
+            workload,
+            fault: fault.value.clone(),
+            max,
+            agree_within,
+        }))
+    }
+
+    pub(super) fn rpo(&mut self, spec: &AssertionSpec, workload: String) -> Option<Assertion> {
+        let max_lost = spec.max_lost.as_ref().map(|m| m.value);
+        let max_lost_window = match &spec.max_lost_window {
+            Some(d) => Some(self.duration(d, "max_lost_window")?),
+            None => None,
+        };
+        if max_lost.is_none() && max_lost_window.is_none() {
+            self.diags.error_hint(
+                &spec.kind.referenced,
+                "this `rpo` sets no limit",
+                "give `max_lost` (a count, e.g. `0`) or `max_lost_window` (e.g. `1s`)",
+            );
+            return None;
+        }
+        let name = spec
+            .name
+            .as_ref()
+            .map_or_else(|| format!("rpo/{workload}"), |n| n.value.clone());
+        Some(Assertion::Rpo(RpoAssertion {
+            name,
+            workload,
+            max_lost,
+            max_lost_window,
+        }))
+    }
+
+    pub(super) fn rejoin(&mut self, spec: &AssertionSpec, topo: &Topology) -> Option<Assertion> {
+        let at = spec.kind.referenced;
+        let node = self.require(&spec.node, &at, "rejoins_as_replica", "node")?;
+        let node = self
+            .node_of_kinds(node, &[NodeKind::Redis], topo)?
+            .name
+            .clone();
+        let within = match &spec.within {
+            Some(d) => self.duration(d, "within")?,
+            None => DEFAULT_REJOIN_WITHIN,
+        };
+        let name = spec
+            .name
+            .as_ref()
+            .map_or_else(|| format!("rejoin/{node}"), |n| n.value.clone());
+        Some(Assertion::RejoinsAsReplica(RejoinAssertion {
+            name,
+            node,
+            within,
+        }))
+    }
+}

@@ -1,0 +1,167 @@
+//! Judges failover time: from a fault's start until writes are acknowledged again by a new
+//! leader, as the client saw it (its acknowledgement timeline), cross-checked with the
+//! cluster's own log (Sentinel's `+switch-master`, a Kafka leader election).
+//!
+//! Two shapes of evidence:
+//! - servers (Redis): acks name the server that gave them; the old leader is the server of the
+//!   last ack before the fault, and failover ends at the first ack by another server. An ack by
+//!   the old leader after the fault means no failover happened (it came back instead).
+//! - partitions (Kafka): acks name a partition; the fault's resolution lists the partitions the
+//!   killed node led, and failover ends, per partition, at its first ack after the fault. The
+//!   verdict takes the slowest.
+
+use super::Verdicts;
+use crate::journal::{AckEvidence, ClusterEvent, Evidence, FaultWindow};
+use crate::plan::FailoverAssertion;
+use crate::units::{format_duration, format_offset_ms};
+
+/// Cluster log events that mark the end of a failover.
+pub const FAILOVER_EVENTS: &[&str] = &["+switch-master", "leader-elected"];
+
+pub fn judge(
+    a: &FailoverAssertion,
+    acks: &AckEvidence,
+    fault: &FaultWindow,
+    evidence: &Evidence,
+    out: &mut Verdicts,
+) {
+    let start = fault.start_ms;
+    let max_ms = a.max.as_millis() as i64;
+    let expected = format!(
+        "writes of `{}` acknowledged by a new leader within {} of `{}` starting (client view), \
+         the cluster's log agreeing within {}",
+        a.workload,
+        format_duration(a.max),
+        a.fault,
+        format_duration(a.agree_within)
+    );
+    let partitions: Vec<i32> = evidence
+        .resolved_faults
+        .iter()
+        .filter(|r| r.fault == a.fault)
+        .flat_map(|r| r.partitions.iter().copied())
+        .collect();
+    let client = if partitions.is_empty() {
+        by_server(acks, start, fault.end_ms)
+    } else {
+        by_partition(acks, start, &partitions)
+    };
+    let client_ms = match client {
+        Ok(ms) => ms,
+        Err(observed) => {
+            out.fail(&a.name, &a.name, &expected, observed, Some(start));
+            return;
+        }
+    };
+    let mut observed = format!(
+        "client view: {} after `{}` started",
+        format_offset_ms(client_ms.0),
+        a.fault
+    );
+    observed = format!("{observed} ({})", client_ms.1);
+    let mut passed = client_ms.0 <= max_ms;
+    let logged = log_failover(&evidence.cluster_events, start);
+    match logged {
+        Some(event) => {
+            let log_ms = event.at_ms - start;
+            let gap = client_ms.0 - log_ms;
+            observed.push_str(&format!(
+                "; cluster log: `{}` by `{}` at {} (client {} after it)",
+                event.event,
+                event.node,
+                format_offset_ms(log_ms),
+                format_offset_ms(gap)
+            ));
+            passed &= log_ms <= max_ms && gap.unsigned_abs() as u128 <= a.agree_within.as_millis();
+        }
+        None if evidence.cluster_events.is_empty() => {
+            observed.push_str("; no cluster log was read for this system (client view only)");
+        }
+        None => {
+            observed.push_str(&format!(
+                "; the cluster logged no {} after the fault",
+                FAILOVER_EVENTS.join(" / ")
+            ));
+            passed = false;
+        }
+    }
+    let at = Some(start + client_ms.0);
+    if passed {
+        out.pass(&a.name, &a.name, &expected, observed, at);
+    } else {
+        out.fail(&a.name, &a.name, &expected, observed, at);
+    }
+}
+
+/// (failover ms, how it was found) by acknowledging server.
+fn by_server(acks: &AckEvidence, start: i64, end: i64) -> Result<(i64, String), String> {
+    let old = acks
+        .runs
+        .iter()
+        .filter(|r| r.by.is_some() && r.from_ms < start)
+        .last()
+        .and_then(|r| r.by.clone())
+        .ok_or(
+            "no write was acknowledged before the fault, so there is no old leader to replace",
+        )?;
+    for run in acks.runs.iter().filter(|r| r.to_ms >= start) {
+        match &run.by {
+            Some(by) if *by != old => {
+                let at = run.from_ms.max(start);
+                return Ok((
+                    at - start,
+                    format!("first acknowledged by `{by}`; before the fault by `{old}`"),
+                ));
+            }
+            Some(_) if run.from_ms > start => {
+                let when = if run.from_ms >= end {
+                    "after the fault was healed"
+                } else {
+                    "during the fault"
+                };
+                return Err(format!(
+                    "no new leader: the old leader `{old}` acknowledged writes again at {} ({when}), and no other server did before",
+                    format_offset_ms(run.from_ms - start)
+                ));
+            }
+            _ => {}
+        }
+    }
+    Err(format!(
+        "no server but the old leader `{old}` acknowledged a write after the fault started"
+    ))
+}
+
+/// The slowest affected partition's failover.
+fn by_partition(
+    acks: &AckEvidence,
+    start: i64,
+    partitions: &[i32],
+) -> Result<(i64, String), String> {
+    let mut worst: Option<(i64, i32)> = None;
+    for p in partitions {
+        let tag = format!("p{p}");
+        let first = acks
+            .runs
+            .iter()
+            .find(|r| r.by.as_deref() == Some(tag.as_str()) && r.to_ms >= start)
+            .map(|r| r.from_ms.max(start) - start)
+            .ok_or_else(|| format!("partition {p} (led by the killed node) acknowledged no write after the fault started"))?;
+        if worst.is_none_or(|(ms, _)| first > ms) {
+            worst = Some((first, *p));
+        }
+    }
+    let (ms, p) = worst.ok_or("the fault hit no partition")?;
+    Ok((
+        ms,
+        format!("slowest of partitions {partitions:?}: partition {p}"),
+    ))
+}
+
+/// The earliest failover event the cluster logged after `start`.
+fn log_failover(events: &[ClusterEvent], start: i64) -> Option<&ClusterEvent> {
+    events
+        .iter()
+        .filter(|e| e.at_ms >= start && FAILOVER_EVENTS.contains(&e.event.as_str()))
+        .min_by_key(|e| e.at_ms)
+}
