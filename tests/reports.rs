@@ -65,7 +65,11 @@ fn rendering_is_byte_identical_from_the_same_journal() {
 /// Checkers are pure functions of journal data: re-judging reproduces the recorded verdicts.
 #[test]
 fn rejudging_recorded_evidence_reproduces_verdicts() {
-    for name in ["000-cb-pass.json", "000-cb-single-probe.json"] {
+    for name in [
+        "000-cb-pass.json",
+        "000-cb-single-probe.json",
+        "001-redis-failover-pass.json",
+    ] {
         let journal = fixture(name);
         assert_eq!(rejudge(&journal), journal.verdicts, "{name}");
     }
@@ -177,5 +181,79 @@ fn shift_first(journal: &mut Journal, to: BreakerState, by_ms: i64) {
     let transitions = &mut journal.evidence.breakers[0].transitions;
     if let Some(t) = transitions.iter_mut().find(|t| t.to == to) {
         t.at_ms += by_ms;
+    }
+}
+
+/// Failover, RPO and rejoin checks fail, with expected vs observed, when the recorded Sentinel
+/// failover is made wrong one way at a time.
+#[test]
+fn failover_rpo_and_rejoin_checks_can_fail() {
+    type Tamper = fn(&mut Journal);
+    let cases: Vec<(&str, &str, Tamper)> = vec![
+        ("failover/", "no +switch-master logged", |j| {
+            j.evidence
+                .cluster_events
+                .retain(|e| e.event != "+switch-master");
+        }),
+        ("failover/", "the log disagrees by 5 s", |j| {
+            for e in &mut j.evidence.cluster_events {
+                if e.event == "+switch-master" {
+                    e.at_ms += 5_000;
+                }
+            }
+        }),
+        ("failover/", "the old primary answers again first", |j| {
+            let start = j.experiment.faults[0].start_ms;
+            let old = j.evidence.acks[0]
+                .runs
+                .iter()
+                .rev()
+                .find(|r| r.by.is_some() && r.from_ms < start)
+                .and_then(|r| r.by.clone());
+            for r in j.evidence.acks[0]
+                .runs
+                .iter_mut()
+                .filter(|r| r.from_ms >= start && r.by.is_some())
+            {
+                r.by = old.clone();
+            }
+        }),
+        (
+            "failover/",
+            "the bound is tighter than the measured failover",
+            |j| {
+                for a in &mut j.experiment.judged {
+                    if let faultline::plan::Assertion::Failover(f) = a {
+                        f.max = std::time::Duration::from_secs(1);
+                    }
+                }
+            },
+        ),
+        ("rpo/", "acknowledged writes went missing over 2 s", |j| {
+            let l = &mut j.evidence.ledgers[0];
+            l.lost = 3;
+            l.lost_first_ms = Some(9_000);
+            l.lost_last_ms = Some(11_000);
+        }),
+        ("rejoin/", "the old primary stayed a primary", |j| {
+            let r = &mut j.evidence.roles[0];
+            r.role = "master".into();
+            r.following = None;
+            r.link_up = false;
+            r.reconfigured_ms = None;
+        }),
+    ];
+    let pristine = fixture("001-redis-failover-pass.json");
+    assert!(rejudge(&pristine).iter().all(|v| v.passed));
+    for (prefix, what, tamper) in cases {
+        let mut journal = pristine.clone();
+        tamper(&mut journal);
+        let verdicts = rejudge(&journal);
+        let v = verdicts
+            .iter()
+            .find(|v| v.id.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` verdict"));
+        assert!(!v.passed, "`{what}` was not caught: {v:?}");
+        assert!(!v.expected.is_empty() && !v.observed.is_empty(), "{what}");
     }
 }

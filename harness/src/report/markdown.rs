@@ -91,6 +91,8 @@ pub fn render_markdown(j: &Journal) -> String {
         }
     }
 
+    super::durability::render(&mut out, j);
+
     for w in &j.timeline {
         workload_section(&mut out, j, w);
     }

@@ -1,6 +1,7 @@
 //! Reports rendered from a journal alone: Markdown for people, JUnit XML for CI, and the journal
 //! itself as JSON. Same journal in, same bytes out.
 
+mod durability;
 mod junit;
 mod markdown;
 
