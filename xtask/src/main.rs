@@ -16,7 +16,8 @@ usage: cargo xtask <command> [options]
 commands:
   deps                 install the lab's real components, pinned and cached (idempotent):
                        Debian redis-server/redis-sentinel/redis-tools/nftables/iproute2,
-                       toxiproxy-server (go install), cargo-nextest (cargo install)
+                       toxiproxy-server (go install), cargo-nextest (cargo install),
+                       Cassandra 5.0 and Kafka 3.9 jars (Maven Central, needs mvn and JDK 17)
   test [--tier NAME]... [-- NEXTEST_ARGS...]
                        deps, build the binaries, then run the test tiers in order with
                        cargo nextest (fast, lab, then cluster once wired), stopping at the

@@ -2,4 +2,6 @@
 //! them is formatted, started and known to be ready, and their admin queries (topic leaders,
 //! schema). Single-process kinds (Redis, the reference services) live in `run::provision`.
 
+pub mod cassandra;
+pub mod kafka;
 pub mod kafka_roles;

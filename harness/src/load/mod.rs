@@ -12,7 +12,9 @@
 //! Invariant: a workload is bounded in count (`floor(rate * duration)` ops) and in time (it
 //! returns by `start + duration + op_timeout + GRACE`, or promptly after cancellation).
 
+mod cql_ops;
 mod http;
+pub mod kafka_ops;
 mod live;
 mod outcome;
 mod redis_ops;
@@ -35,6 +37,9 @@ use tokio::time::Instant;
 
 use crate::errors::LoadError;
 
+pub use cql_ops::{
+    CqlClient, CqlConfig, CqlOp, ReadBack, connect_cql, cql_value, is_cql_value, read_back,
+};
 pub use live::{LiveSnapshot, LiveStats};
 pub use outcome::{ErrorKind, OpRecord, Outcome, OutcomeCode, ServerError};
 pub use redis_ops::{primary_client, server_name, unique_key, unique_value_of};

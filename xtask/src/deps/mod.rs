@@ -5,6 +5,8 @@
 //! | 1 | redis-server, redis-sentinel, redis-tools, nftables, iproute2 | Debian (apt-get) | dpkg status |
 //! | 2 | toxiproxy-server | Go module proxy (`go install`) | stamp file beside the binary |
 //! | 3 | cargo-nextest | crates.io (`cargo install --locked`) | `cargo nextest --version` |
+//! | 4 | cassandra 5.0.9 (`cassandra-all` + runtime jars) | Maven Central (`mvn`) | stamp: coordinates + sha256 per jar |
+//! | 5 | kafka 3.9.2 (`kafka_2.13`, `kafka-tools`, `slf4j-reload4j` + runtime jars) | Maven Central (`mvn`) | stamp: coordinates + sha256 per jar |
 //!
 //! Java components (Kafka, Cassandra) come from Maven Central through `maven::fetch`: their jars
 //! under `<cache>/<name>-<version>/libs/`, their versions in `versions.json`.
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+mod cassandra;
+mod kafka;
 mod maven;
 
 use crate::Ctx;
@@ -93,6 +97,8 @@ const STEPS: &[(&str, Step)] = &[
     ("debian packages", debian_packages),
     ("toxiproxy-server", toxiproxy),
     ("cargo-nextest", nextest),
+    ("cassandra", cassandra::step),
+    ("kafka", kafka::step),
 ];
 
 /// Runs every step in order; stops at the first failure with a message naming the step.
