@@ -1,106 +1,13 @@
-//! One test per experiment file under `experiments/`, each running the real `faultline run`.
-//! Experiments must exit 0 with every verdict passed; files under `experiments/controls/` are
-//! negative controls and must exit 1 with each `# expect-failed-verdict:` failed and explained.
+//! The lab tier: one test per experiment file under `experiments/` that needs only Redis,
+//! Sentinel, Toxiproxy and the reference services (files naming Kafka or Cassandra in their path
+//! are the cluster tier's, `cluster_experiments.rs`).
 
-use faultline_tests::{expected_failures, faultline, workspace_root};
-use std::path::Path;
-
-fn run_experiment(path: &Path) -> datatest_stable::Result<()> {
-    // datatest gives paths relative to this crate; faultline runs from the workspace root, and
-    // reports read better with `experiments/...` than with an absolute path.
-    let root = workspace_root();
-    let absolute = std::fs::canonicalize(path)?;
-    let path = absolute.strip_prefix(&root).unwrap_or(&absolute);
-    let source = std::fs::read_to_string(root.join(path))?;
-    let is_control = path.components().any(|c| c.as_os_str() == "controls");
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("experiment");
-    let out = workspace_root()
-        .join("target/experiment-reports")
-        .join(if is_control {
-            "controls"
-        } else {
-            "experiments"
-        })
-        .join(stem);
-    let output = faultline(&[
-        "run",
-        path.to_str().unwrap_or_default(),
-        "--out",
-        out.to_str().unwrap_or_default(),
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let code = output.status.code();
-    let context = || {
-        format!(
-            "exit {code:?}\n--- stdout\n{stdout}\n--- stderr (tail)\n{}",
-            tail(&stderr, 60)
-        )
-    };
-
-    let journal_text = std::fs::read_to_string(out.join("journal.json"))
-        .map_err(|e| format!("no journal written: {e}\n{}", context()))?;
-    let journal: serde_json::Value = serde_json::from_str(&journal_text)?;
-    let verdicts = journal["verdicts"].as_array().cloned().unwrap_or_default();
-    if verdicts.is_empty() {
-        return Err(format!("the journal holds no verdicts\n{}", context()).into());
-    }
-    for v in &verdicts {
-        for field in ["id", "expected", "observed"] {
-            if !v[field].is_string() {
-                return Err(format!("verdict without `{field}`: {v}").into());
-            }
-        }
-    }
-    if !is_control {
-        if code != Some(0) {
-            return Err(format!("expected exit 0\n{}", context()).into());
-        }
-        return Ok(());
-    }
-    if code != Some(1) {
-        return Err(format!("a negative control must exit 1\n{}", context()).into());
-    }
-    let wanted = expected_failures(&source);
-    if wanted.is_empty() {
-        return Err("a control must name at least one `# expect-failed-verdict:`".into());
-    }
-    for id in wanted {
-        let found = verdicts.iter().find(|v| v["id"] == id.as_str());
-        match found {
-            Some(v) if v["passed"] == false => {
-                if !stderr.contains(&format!("FAILED {id}"))
-                    || !stderr.contains("expected:")
-                    || !stderr.contains("observed:")
-                {
-                    return Err(format!(
-                        "`{id}` failed but the output does not state expected vs observed\n{}",
-                        context()
-                    )
-                    .into());
-                }
-            }
-            Some(_) => {
-                return Err(format!(
-                    "verdict `{id}` passed, but this control must fail it\n{}",
-                    context()
-                )
-                .into());
-            }
-            None => return Err(format!("no verdict `{id}` in the journal\n{}", context()).into()),
-        }
-    }
-    Ok(())
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
+mod experiment_runner;
 
 datatest_stable::harness! {
-    { test = run_experiment, root = "../experiments", pattern = r"\.yaml$" },
+    {
+        test = experiment_runner::run_experiment,
+        root = "../experiments",
+        pattern = r"^(?!.*(kafka|cassandra)).*\.yaml$",
+    },
 }

@@ -221,6 +221,7 @@ fn results(plan: &WorkloadPlan, record: &WorkloadRecord) -> Value {
     let kind = match plan.kind {
         WorkloadKind::Http { .. } => "http",
         WorkloadKind::Redis { .. } => "redis",
+        WorkloadKind::Kafka { .. } => "kafka",
     };
     json!({
         "tool": "faultline",

@@ -73,18 +73,24 @@ pub enum RoleSelector {
         /// `ip:port` -> node name, for every redis node of the set.
         nodes: BTreeMap<String, String>,
     },
-    /// The leader of one Kafka partition, from the cluster's metadata.
+    /// The leader of one Kafka partition (or, with `followers`, its other replicas), from the
+    /// cluster's metadata.
     KafkaLeader {
         topic: String,
         partition: i32,
         bootstrap: String,
         /// Kafka node id -> node name.
         nodes: BTreeMap<i32, String>,
+        #[serde(default)]
+        followers: bool,
     },
     /// The active KRaft controller, from the quorum state a node keeps on disk.
     KafkaController {
         /// Kafka node id -> node name.
         nodes: BTreeMap<i32, String>,
+        bootstrap: String,
+        /// The topic whose partitions the controller's node leads are reported.
+        topic: String,
     },
 }
 
@@ -94,8 +100,14 @@ impl RoleSelector {
         match self {
             RoleSelector::Primary { master, .. } => format!("primary:{master}"),
             RoleSelector::KafkaLeader {
-                topic, partition, ..
-            } => format!("leader:{topic}/{partition}"),
+                topic,
+                partition,
+                followers,
+                ..
+            } => {
+                let role = if *followers { "followers" } else { "leader" };
+                format!("{role}:{topic}/{partition}")
+            }
             RoleSelector::KafkaController { .. } => "controller".into(),
         }
     }

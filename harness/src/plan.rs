@@ -32,6 +32,38 @@ pub struct Plan {
     pub workloads: Vec<PlannedWorkload>,
     pub faults: Vec<PlannedFault>,
     pub assertions: Vec<Assertion>,
+    /// The Kafka cluster of the `kafka` nodes, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KafkaPlan {
+    pub topics: Vec<PlannedTopic>,
+    pub unclean_leader_election: bool,
+    pub session_timeout: Duration,
+    /// `ip:port,...` of every kafka node.
+    pub bootstrap: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedTopic {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u32,
+    pub min_insync_replicas: u32,
+}
+
+impl Plan {
+    /// Kafka node id -> node name (ids are 1.. in topology order).
+    pub fn kafka_ids(&self) -> BTreeMap<i32, String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Kafka)
+            .enumerate()
+            .map(|(i, n)| (i as i32 + 1, n.name.clone()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +71,7 @@ pub struct Plan {
 pub enum NodeKind {
     Redis,
     Sentinel,
+    Kafka,
     Playback,
     Recommendations,
 }
@@ -47,6 +80,7 @@ impl NodeKind {
     pub const ALL: &[(&str, NodeKind)] = &[
         ("redis", NodeKind::Redis),
         ("sentinel", NodeKind::Sentinel),
+        ("kafka", NodeKind::Kafka),
         ("playback", NodeKind::Playback),
         ("recommendations", NodeKind::Recommendations),
     ];
@@ -62,6 +96,7 @@ impl NodeKind {
         match self {
             NodeKind::Redis => 6379,
             NodeKind::Sentinel => 26379,
+            NodeKind::Kafka => crate::components::kafka::CLIENT_PORT,
             NodeKind::Playback | NodeKind::Recommendations => 8080,
         }
     }
@@ -73,7 +108,9 @@ impl NodeKind {
                 ("redis", NodeKind::Redis),
                 ("recommendations", NodeKind::Recommendations),
             ],
-            NodeKind::Redis | NodeKind::Sentinel | NodeKind::Recommendations => &[],
+            NodeKind::Redis | NodeKind::Sentinel | NodeKind::Kafka | NodeKind::Recommendations => {
+                &[]
+            }
         }
     }
 }
@@ -309,6 +346,18 @@ impl Plan {
                     sentinel: None,
                     ..
                 } => format!("redis {} at {addr}", redis_command_name(*command)),
+                WorkloadKind::Kafka { target, producer } => format!(
+                    "kafka produce to `{}` ({} partitions), acks={}, idempotence {}, delivery timeout {}",
+                    target.topic,
+                    target.partitions,
+                    producer.acks,
+                    if producer.enable_idempotence {
+                        "on"
+                    } else {
+                        "off"
+                    },
+                    format_duration(producer.delivery_timeout)
+                ),
                 WorkloadKind::Redis {
                     command,
                     sentinel: Some(s),

@@ -20,7 +20,7 @@ commands:
                        Cassandra 5.0 and Kafka 3.9 jars (Maven Central, needs mvn and JDK 17)
   test [--tier NAME]... [-- NEXTEST_ARGS...]
                        deps, build the binaries, then run the test tiers in order with
-                       cargo nextest (fast, lab, then cluster once wired), stopping at the
+                       cargo nextest (fast, lab, then cluster), stopping at the
                        first failing tier; `--tier` runs only the named tiers;
                        e.g. `cargo xtask test --tier lab -- circuit-breaker`
   demo                 deps, build, then run the circuit-breaker experiment and print

@@ -33,15 +33,12 @@ const TIERS: &[Tier] = &[
         pending: None,
         what: "one test per experiment file, and the lab lifecycle, against real Redis + Toxiproxy + targets",
     },
-    // Hook: the cluster tier (real Cassandra multi-DC and Kafka clusters) runs last. To wire it:
-    // add its test binary (e.g. tests/cluster.rs, `[[test]] name = "cluster"`), set `owns` to
-    // `Some("binary(cluster)")` (the fast tier then excludes it by itself), drop `pending`, add a
-    // `cluster` test group in .config/nextest.toml, and install Cassandra/Kafka in `deps`.
+    // Last: real clusters of JVMs. Every test binary named `cluster_*` (tests/cluster_*.rs).
     Tier {
         name: "cluster",
-        owns: None,
-        pending: Some("not wired yet (Cassandra/Kafka)"),
-        what: "real Cassandra multi-DC and Kafka clusters",
+        owns: Some("binary(/^cluster_/)"),
+        pending: None,
+        what: "experiments and bring-up tests against real Kafka (KRaft) and Cassandra multi-DC clusters",
     },
 ];
 
@@ -382,7 +379,7 @@ mod tests {
     fn fast_tier_is_everything_no_wired_tier_owns() {
         assert_eq!(
             TIERS[0].filter(),
-            "not (binary(experiments) | binary(lifecycle))"
+            "not (binary(experiments) | binary(lifecycle) | binary(/^cluster_/))"
         );
         assert_eq!(TIERS[1].filter(), "binary(experiments) | binary(lifecycle)");
         assert_eq!(
@@ -443,7 +440,7 @@ mod tests {
         );
         assert_eq!(
             tier_filter(&TIERS[0], &["test(z)".into()]),
-            "(not (binary(experiments) | binary(lifecycle))) & (test(z))"
+            "(not (binary(experiments) | binary(lifecycle) | binary(/^cluster_/))) & (test(z))"
         );
     }
 

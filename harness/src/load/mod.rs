@@ -15,6 +15,8 @@
 mod cql_ops;
 mod http;
 pub mod kafka_ops;
+
+pub use kafka_ops::ProducerSettings;
 mod live;
 mod outcome;
 mod redis_ops;
@@ -98,6 +100,22 @@ pub enum WorkloadKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sentinel: Option<SentinelTarget>,
     },
+    /// One message per op (key = the op index), tagged with the partition that acknowledged it;
+    /// every Kafka workload is a ledger workload, read back from the topic after healing.
+    Kafka {
+        target: KafkaTarget,
+        producer: kafka_ops::ProducerSettings,
+    },
+}
+
+/// Where a Kafka workload produces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KafkaTarget {
+    /// `ip:port,...` of the brokers.
+    pub bootstrap: String,
+    pub topic: String,
+    /// The topic's partition count: acknowledged messages are tagged `p0..p<N-1>`.
+    pub partitions: u32,
 }
 
 /// A Sentinel-monitored primary: its master name and the sentinels to ask.
@@ -209,6 +227,16 @@ impl WorkloadPlan {
                     ));
                 }
             }
+            WorkloadKind::Kafka { target, producer } => {
+                producer.validate().map_err(|e| invalid("producer", e))?;
+                if target.partitions == 0 || target.partitions > 62 {
+                    // One tag per partition, within the tag table's 64 slots.
+                    return Err(invalid(
+                        "partitions",
+                        format!("`{}` must be 1..=62", target.partitions),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -306,6 +334,24 @@ pub async fn run_workload(
             })?;
             redis.warm_up();
             schedule::Executor::Redis(redis)
+        }
+        WorkloadKind::Kafka { target, producer } => {
+            let kafka = kafka_ops::KafkaExec::new(
+                target.bootstrap.clone(),
+                target.topic.clone(),
+                producer.clone(),
+                target.partitions,
+                plan.max_in_flight,
+                plan.op_timeout,
+                &tags,
+            )
+            .map_err(|e| {
+                setup(format!(
+                    "cannot build the Kafka producer for `{}`: {e}",
+                    target.topic
+                ))
+            })?;
+            schedule::Executor::Kafka(kafka)
         }
     };
     let start = t0 + start_offset;

@@ -28,6 +28,7 @@ const DRAIN_SLACK: Duration = Duration::from_secs(1);
 pub(crate) enum Executor {
     Http(HttpExec),
     Redis(RedisExec),
+    Kafka(super::kafka_ops::KafkaExec),
 }
 
 impl Executor {
@@ -35,6 +36,7 @@ impl Executor {
         match self {
             Executor::Http(http) => http.execute(n, tags, samples).await,
             Executor::Redis(redis) => redis.execute(n, samples).await,
+            Executor::Kafka(kafka) => kafka.execute(n, samples).await,
         }
     }
 }

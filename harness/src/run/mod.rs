@@ -283,7 +283,7 @@ async fn execute(
         let Some(record) = records.iter().find(|r| r.plan_name == w.plan.name) else {
             continue;
         };
-        match redis_evidence::read_back(&w.plan, record).await {
+        match ledger_read_back(&plan, &w.plan, record).await {
             Ok(Some(back)) => {
                 let target = plan.node(&w.target).map(|n| n.socket().to_string());
                 evidence.acks.push(crate::ledger::ack_evidence(
@@ -354,6 +354,36 @@ async fn execute(
     journal.events = events;
     journal.evidence = evidence;
     journal
+}
+
+/// The read-back of a ledger workload (`set_unique` Redis, every Kafka workload); `None` for
+/// workloads without a ledger.
+async fn ledger_read_back(
+    plan: &Plan,
+    w: &load::WorkloadPlan,
+    record: &WorkloadRecord,
+) -> Result<Option<crate::ledger::ReadBack>, String> {
+    /// Healing may still be moving partitions back in sync; the read-back waits this long for
+    /// every partition to have a leader, then reads whatever is there.
+    const KAFKA_SETTLE: Duration = Duration::from_secs(60);
+    let load::WorkloadKind::Kafka { target, .. } = &w.kind else {
+        return redis_evidence::read_back(w, record).await;
+    };
+    let _ = plan;
+    crate::components::kafka::wait_fully_replicated(
+        &target.bootstrap,
+        &target.topic,
+        None,
+        KAFKA_SETTLE,
+    )
+    .await
+    .map_err(|e| format!("topic `{}` did not settle after healing: {e}", target.topic))?;
+    let back = load::kafka_ops::read_back(&target.bootstrap, &target.topic, KAFKA_SETTLE).await?;
+    Ok(Some(crate::ledger::ReadBack {
+        found: back.found,
+        stale: 0,
+        read_from: format!("topic `{}` ({} messages)", target.topic, back.messages),
+    }))
 }
 
 fn outcome(verdicts: &[Verdict], infrastructure_error: bool) -> Outcome {

@@ -85,6 +85,38 @@ pub struct TopologySpec {
     /// Named sets of nodes, used as fault targets (`target: backend`) and as address blocks.
     #[serde(default)]
     pub groups: BTreeMap<String, At<Vec<At<String>>>>,
+    /// The Kafka cluster that the `kafka` nodes form (one per lab): topics and settings.
+    #[serde(default)]
+    pub kafka: Option<KafkaSpec>,
+}
+
+/// Cluster-wide Kafka settings and the topics the harness creates before the load.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSpec {
+    /// Topics to create, each with every partition led and fully in sync before the load.
+    pub topics: Vec<TopicSpec>,
+    /// `unclean.leader.election.enable` (default `false`).
+    #[serde(default)]
+    pub unclean_leader_election: Option<At<bool>>,
+    /// `broker.session.timeout.ms`: silence after which a broker is fenced (default `5s`).
+    #[serde(default)]
+    pub session_timeout: Option<At<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    pub name: At<String>,
+    /// Default 3.
+    #[serde(default)]
+    pub partitions: Option<At<u64>>,
+    /// Default: the number of kafka nodes, at most 3.
+    #[serde(default)]
+    pub replication_factor: Option<At<u64>>,
+    /// Default 2 (1 with a replication factor of 1).
+    #[serde(default)]
+    pub min_insync_replicas: Option<At<u64>>,
 }
 
 /// One node: a real component or a reference service.
@@ -93,7 +125,7 @@ pub struct TopologySpec {
 pub struct NodeSpec {
     /// Unique node name.
     pub name: At<String>,
-    /// `redis`, `sentinel`, `playback` or `recommendations`.
+    /// `redis`, `sentinel`, `kafka`, `playback` or `recommendations`.
     pub kind: At<String>,
     /// redis: start as a replica of this redis node (`replicaof`).
     #[serde(default)]
@@ -154,10 +186,34 @@ pub struct WorkloadSpec {
     /// `target` is, before every (re)connection.
     #[serde(default)]
     pub sentinels: Option<At<String>>,
+    /// kafka: the topic produced to (one of `topology.kafka.topics`).
+    #[serde(default)]
+    pub topic: Option<At<String>>,
+    /// kafka: `all` (default), `1` or `0`.
+    #[serde(default)]
+    pub acks: Option<At<Scalar>>,
+    /// kafka: produce retries within the delivery timeout (default: unbounded).
+    #[serde(default)]
+    pub retries: Option<At<u64>>,
+    /// kafka: first retry backoff, doubling up to `retry_backoff_max` (default `100ms`).
+    #[serde(default)]
+    pub retry_backoff: Option<At<Scalar>>,
+    /// kafka: longest retry backoff (default `1s`).
+    #[serde(default)]
+    pub retry_backoff_max: Option<At<Scalar>>,
+    /// kafka: how long a message may take, retries included (default: the op `timeout`).
+    #[serde(default)]
+    pub delivery_timeout: Option<At<Scalar>>,
+    /// kafka: the idempotent producer (default `true`; needs `acks: all`).
+    #[serde(default)]
+    pub idempotence: Option<At<bool>>,
+    /// kafka: `linger.ms` (default `5ms`).
+    #[serde(default)]
+    pub linger: Option<At<Scalar>>,
     /// redis: number of distinct keys (default 10000).
     #[serde(default)]
     pub keyspace: Option<At<u64>>,
-    /// redis: value size in bytes for writes (default 64).
+    /// redis, kafka: value size in bytes for writes (default 64, kafka 100).
     #[serde(default)]
     pub value_size: Option<At<u64>>,
 }

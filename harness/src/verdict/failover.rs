@@ -25,7 +25,10 @@ pub fn judge(
     evidence: &Evidence,
     out: &mut Verdicts,
 ) {
-    let start = fault.start_ms;
+    // A role-targeted fault takes effect after its role is resolved (a metadata round trip
+    // after the planned time); measure from when the node was actually hit.
+    let resolved = evidence.resolved_faults.iter().find(|r| r.fault == a.fault);
+    let start = resolved.map_or(fault.start_ms, |r| r.at_ms.max(fault.start_ms));
     let max_ms = a.max.as_millis() as i64;
     let expected = format!(
         "writes of `{}` acknowledged by a new leader within {} of `{}` starting (client view), \
@@ -35,12 +38,7 @@ pub fn judge(
         a.fault,
         format_duration(a.agree_within)
     );
-    let partitions: Vec<i32> = evidence
-        .resolved_faults
-        .iter()
-        .filter(|r| r.fault == a.fault)
-        .flat_map(|r| r.partitions.iter().copied())
-        .collect();
+    let partitions: Vec<i32> = resolved.map(|r| r.partitions.clone()).unwrap_or_default();
     let client = if partitions.is_empty() {
         by_server(acks, start, fault.end_ms)
     } else {
@@ -144,8 +142,10 @@ fn by_partition(
         let first = acks
             .runs
             .iter()
-            .find(|r| r.by.as_deref() == Some(tag.as_str()) && r.to_ms >= start)
-            .map(|r| r.from_ms.max(start) - start)
+            // Strictly after the hit: acks completing in the same millisecond were the old
+            // leader's, already on the wire.
+            .find(|r| r.by.as_deref() == Some(tag.as_str()) && r.from_ms > start)
+            .map(|r| r.from_ms - start)
             .ok_or_else(|| format!("partition {p} (led by the killed node) acknowledged no write after the fault started"))?;
         if worst.is_none_or(|(ms, _)| first > ms) {
             worst = Some((first, *p));

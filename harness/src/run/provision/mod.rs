@@ -12,6 +12,7 @@ use crate::lab::{Lab, NodeSpec, Readiness, find_target_binary, find_tool};
 use crate::plan::{NodeKind, Plan, PlannedNode, TOXIPROXY_API};
 use crate::toxiproxy::{NewProxy, Toxiproxy};
 
+mod kafka;
 mod sentinel;
 
 /// Readiness deadlines: generous for a loaded 2-core machine, never a sleep.
@@ -49,7 +50,14 @@ pub async fn provision(
         }
         Some(client)
     };
-    let mut order: Vec<&PlannedNode> = plan.nodes.iter().collect();
+    if let Some(cluster) = &plan.kafka {
+        kafka::start(plan, cluster, lab, progress, &mut ready_ms).await?;
+    }
+    let mut order: Vec<&PlannedNode> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.kind != NodeKind::Kafka)
+        .collect();
     order.sort_by_key(|n| start_rank(n));
     for node in order {
         let spec = node_spec(plan, lab, node).map_err(|e| e.to_string())?;
@@ -72,7 +80,7 @@ pub async fn provision(
     })
 }
 
-fn ready(
+pub(super) fn ready(
     progress: &dyn Progress,
     ready_ms: &mut BTreeMap<String, u64>,
     node: &str,
@@ -92,6 +100,7 @@ fn start_rank(node: &PlannedNode) -> usize {
         NodeKind::Redis if node.replica_of.is_none() => 0,
         NodeKind::Redis => 1,
         NodeKind::Sentinel => 2,
+        NodeKind::Kafka => 0,
         kind => 3 + kind.required_uses().len(),
     }
 }
@@ -152,6 +161,12 @@ fn node_spec(plan: &Plan, lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, Lab
             spec
         }
         NodeKind::Sentinel => sentinel::node_spec(plan, &dir, node)?,
+        NodeKind::Kafka => {
+            return Err(LabError::Other(format!(
+                "kafka node `{}` is started with its cluster, not alone",
+                node.name
+            )));
+        }
         NodeKind::Playback | NodeKind::Recommendations => {
             let binary = find_target_binary(node.kind.name())?;
             std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {

@@ -3,6 +3,7 @@
 
 mod assertions;
 mod durability;
+mod kafka;
 mod schedule;
 mod topology;
 
@@ -95,10 +96,12 @@ impl Resolver<'_> {
         }
 
         let (nodes, groups, proxies) = self.topology(&file);
+        let kafka = self.kafka_cluster(&file, &nodes);
         let topo = Topology {
             nodes: &nodes,
             groups: &groups,
             proxies: &proxies,
+            kafka: kafka.as_ref(),
         };
 
         let mut workloads = Vec::new();
@@ -154,6 +157,7 @@ impl Resolver<'_> {
             workloads,
             faults,
             assertions,
+            kafka,
         }
     }
 
@@ -297,6 +301,7 @@ struct Topology<'a> {
     nodes: &'a [PlannedNode],
     groups: &'a BTreeMap<String, Vec<String>>,
     proxies: &'a [PlannedProxy],
+    kafka: Option<&'a KafkaPlan>,
 }
 
 impl<'a> Topology<'a> {

@@ -37,8 +37,22 @@ impl Resolver<'_> {
                 &["command", "keyspace", "value_size", "sentinels"],
                 &[NodeKind::Redis],
             ),
+            "kafka" => (
+                &[
+                    "topic",
+                    "acks",
+                    "retries",
+                    "retry_backoff",
+                    "retry_backoff_max",
+                    "delivery_timeout",
+                    "idempotence",
+                    "linger",
+                    "value_size",
+                ],
+                &[NodeKind::Kafka],
+            ),
             _ => {
-                self.unknown(&spec.kind, "workload kind", &["http", "redis"]);
+                self.unknown(&spec.kind, "workload kind", &["http", "redis", "kafka"]);
                 return None;
             }
         };
@@ -49,6 +63,26 @@ impl Resolver<'_> {
             ("keyspace", spec.keyspace.as_ref().map(|v| v.referenced)),
             ("value_size", spec.value_size.as_ref().map(|v| v.referenced)),
             ("sentinels", spec.sentinels.as_ref().map(|v| v.referenced)),
+            ("topic", spec.topic.as_ref().map(|v| v.referenced)),
+            ("acks", spec.acks.as_ref().map(|v| v.referenced)),
+            ("retries", spec.retries.as_ref().map(|v| v.referenced)),
+            (
+                "retry_backoff",
+                spec.retry_backoff.as_ref().map(|v| v.referenced),
+            ),
+            (
+                "retry_backoff_max",
+                spec.retry_backoff_max.as_ref().map(|v| v.referenced),
+            ),
+            (
+                "delivery_timeout",
+                spec.delivery_timeout.as_ref().map(|v| v.referenced),
+            ),
+            (
+                "idempotence",
+                spec.idempotence.as_ref().map(|v| v.referenced),
+            ),
+            ("linger", spec.linger.as_ref().map(|v| v.referenced)),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` workload"));
         let rate = self.unit(&spec.rate, "rate", parse_rate);
@@ -88,6 +122,7 @@ impl Resolver<'_> {
                     tag_header: spec.tag_header.as_ref().map(|h| h.value.clone()),
                 }
             }
+            "kafka" => self.kafka_workload(spec, timeout, topo)?,
             _ => {
                 let command = match spec.command.as_ref().map(|c| (c.value.as_str(), c)) {
                     None | Some(("get", _)) => RedisCommand::Get,
@@ -335,18 +370,9 @@ impl Resolver<'_> {
                 nodes,
             }));
         }
-        if text.starts_with("leader:") || text == "controller" {
+        if text.starts_with("leader:") || text.starts_with("followers:") || text == "controller" {
             return Some(self.kafka_role(target, topo));
         }
-        None
-    }
-
-    /// `leader:<topic>/<partition>` or `controller`, for a topology with Kafka nodes.
-    fn kafka_role(&mut self, target: &At<String>, _topo: &Topology) -> Option<RoleSelector> {
-        self.diags.error(
-            &target.referenced,
-            format!("`{}` needs Kafka nodes in the topology", target.value),
-        );
         None
     }
 

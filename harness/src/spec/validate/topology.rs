@@ -402,6 +402,11 @@ impl Resolver<'_> {
             }
             // Checked by `sentinel_config`.
             NodeKind::Sentinel => Ok(()),
+            NodeKind::Kafka if object.is_empty() => Ok(()),
+            NodeKind::Kafka => Err(
+                "kafka nodes take no `config`; cluster settings and topics go in `topology.kafka`"
+                    .to_string(),
+            ),
             NodeKind::Redis => {
                 // Redis options pass through as `--key value`; only scalars make sense there.
                 match object.iter().find(|(_, v)| v.is_object() || v.is_array()) {
