@@ -32,6 +32,7 @@ fn record(ops: &[(Outcome, u8, u64)]) -> WorkloadRecord {
         schedule_end_us: started_us + ops.len() as u64 * 10_000,
         ended_us: started_us + ops.len() as u64 * 10_000,
         cancelled_at_us: None,
+        counters: Default::default(),
     }
 }
 

@@ -140,8 +140,44 @@ fn producer_config(
     ]
 }
 
+/// Client-side counters from librdkafka's statistics, summed over brokers: `retries`
+/// (`txretries`, produce requests re-sent to the same broker after a retriable error) and
+/// `disconnects`. Kept per broker at the highest value seen, because a broker that leaves the
+/// cluster's metadata also leaves the statistics, taking its counts along.
+/// Finding: after a leader is SIGKILLed, librdkafka re-queues the in-flight messages for the new
+/// leader without counting them in `txretries`; only broker error replies (NOT_ENOUGH_REPLICAS,
+/// NOT_LEADER_OR_FOLLOWER, timeouts) do.
+#[derive(Default)]
+pub(crate) struct ClientStats {
+    per_broker: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (u64, u64)>>>,
+}
+
+impl rdkafka::ClientContext for ClientStats {
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(statistics) else {
+            return;
+        };
+        let Some(brokers) = json["brokers"].as_object() else {
+            return;
+        };
+        let Ok(mut seen) = self.per_broker.lock() else {
+            return;
+        };
+        for (name, b) in brokers {
+            let entry = seen.entry(name.clone()).or_default();
+            entry.0 = entry.0.max(b["txretries"].as_u64().unwrap_or(0));
+            entry.1 = entry.1.max(b["disconnects"].as_u64().unwrap_or(0));
+        }
+    }
+}
+
+/// How often librdkafka reports statistics (a last report comes when the producer flushes).
+const STATS_INTERVAL_MS: &str = "500";
+
 pub(crate) struct KafkaExec {
-    producer: FutureProducer,
+    producer: FutureProducer<ClientStats>,
+    /// Shared with the producer's statistics callback.
+    stats: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (u64, u64)>>>,
     topic: String,
     value_size: usize,
     /// How long an op may wait for room in librdkafka's queue.
@@ -179,17 +215,39 @@ impl KafkaExec {
         for (key, value) in producer_config(&bootstrap, &settings, max_in_flight) {
             config.set(key, value);
         }
-        let producer: FutureProducer = config
-            .create()
+        config.set("statistics.interval.ms", STATS_INTERVAL_MS);
+        let context = ClientStats::default();
+        let stats = context.per_broker.clone();
+        let producer: FutureProducer<ClientStats> = config
+            .create_with_context(context)
             .map_err(|e| format!("cannot create the kafka producer for `{bootstrap}`: {e}"))?;
         Ok(KafkaExec {
             producer,
+            stats,
             topic,
             value_size: settings.value_size,
             queue_timeout: op_timeout,
             partition_tags: intern_partitions(tags, partitions),
             tags: tags.clone(),
         })
+    }
+
+    /// Client-side counters for the journal: `retries` and `disconnects` (see `ClientStats`).
+    pub(crate) fn counters(&self) -> std::collections::BTreeMap<String, u64> {
+        use rdkafka::producer::Producer;
+        // Statistics arrive on librdkafka's schedule; a flush makes the last ones current.
+        let _ = self
+            .producer
+            .flush(Timeout::After(Duration::from_millis(500)));
+        let seen = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
+        let (retries, disconnects) = seen
+            .values()
+            .fold((0, 0), |(r, d), (br, bd)| (r + br, d + bd));
+        [
+            ("retries".to_string(), retries),
+            ("disconnects".to_string(), disconnects),
+        ]
+        .into()
     }
 
     /// Produces message `n`; tags the outcome with the partition that acknowledged it.

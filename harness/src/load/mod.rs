@@ -266,6 +266,8 @@ pub struct WorkloadRecord {
     pub ended_us: u64,
     /// Set if the workload was cancelled; only ops intended before it exist.
     pub cancelled_at_us: Option<u64>,
+    /// Client-side counters (Kafka: `retries`, produce requests re-sent).
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// Runs one workload to completion, deadline, or cancellation (`cancel` turning `true`).
@@ -396,6 +398,7 @@ pub async fn run_workload(
         schedule_end_us: schedule::micros(start_offset.saturating_add(plan.duration)),
         ended_us: since_t0(driven.ended),
         cancelled_at_us: driven.cancelled_at.map(since_t0),
+        counters: shared.exec.counters(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The open-model scheduler: dispatches op i at `start + i / rate` whether or not earlier ops
 //! have finished, and measures every op from that intended time.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,6 +33,14 @@ pub(crate) enum Executor {
 }
 
 impl Executor {
+    /// Client-side counters worth a journal entry (Kafka: produce retries).
+    pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
+        match self {
+            Executor::Kafka(kafka) => kafka.counters(),
+            Executor::Http(_) | Executor::Redis(_) => BTreeMap::new(),
+        }
+    }
+
     async fn execute(&self, n: u64, tags: &TagTable, samples: &ErrorSamples) -> (Outcome, u8) {
         match self {
             Executor::Http(http) => http.execute(n, tags, samples).await,

@@ -86,6 +86,9 @@ pub struct WorkloadSummary {
     pub total: WindowStats,
     /// The first message per error kind label.
     pub error_samples: BTreeMap<String, String>,
+    /// Client-side counters (Kafka: `retries`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// Summarizes a record. Pure: the same record and phases give the same summary.
@@ -172,6 +175,7 @@ pub fn summarize(record: &WorkloadRecord, phases: &[PhaseWindow]) -> WorkloadSum
             .iter()
             .map(|(code, message)| (label(*code), message.clone()))
             .collect(),
+        counters: record.counters.clone(),
     }
 }
 

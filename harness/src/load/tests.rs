@@ -1098,6 +1098,7 @@ impl Synthetic {
             schedule_end_us: self.duration_ms * 1_000,
             ended_us: self.duration_ms * 1_000 + 100_000,
             cancelled_at_us: self.cancelled_at_ms.map(|ms| ms * 1_000),
+            counters: Default::default(),
         }
     }
 }

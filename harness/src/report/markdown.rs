@@ -133,6 +133,10 @@ fn workload_section(out: &mut String, j: &Journal, w: &WorkloadSummary) {
             )
         }
     );
+    if !w.counters.is_empty() {
+        let counters: Vec<String> = w.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "- client counters: {}", counters.join(", "));
+    }
     let _ = writeln!(
         out,
         "\n| phase | ops | errors | error rate | p50 | p99 | p99.9 | max | responses |\n|---|---|---|---|---|---|---|---|---|"
