@@ -222,6 +222,7 @@ fn results(plan: &WorkloadPlan, record: &WorkloadRecord) -> Value {
         WorkloadKind::Http { .. } => "http",
         WorkloadKind::Redis { .. } => "redis",
         WorkloadKind::Kafka { .. } => "kafka",
+        WorkloadKind::Cql { .. } => "cql",
     };
     json!({
         "tool": "faultline",

@@ -318,14 +318,19 @@ async fn apply_resolved(
             }
         }
         FaultAction::Kill { nodes, .. } => {
-            for (i, node) in nodes.iter().enumerate() {
-                if let Err(e) = lab.kill_node(node).await {
-                    for done in &nodes[..i] {
-                        let _ = lab.restart_node(done).await;
+            // All at once: a datacenter dies at one instant, not one JVM teardown after another.
+            let results = futures::future::join_all(nodes.iter().map(|n| lab.kill_node(n))).await;
+            if let Some(position) = results.iter().position(Result::is_err) {
+                for (node, result) in nodes.iter().zip(&results) {
+                    if result.is_ok() {
+                        let _ = lab.restart_node(node).await;
                     }
-                    let _ = undone();
-                    return Err(lab_err(id)(e));
                 }
+                let _ = undone();
+                let error = results.into_iter().nth(position).and_then(Result::err);
+                return Err(lab_err(id)(error.unwrap_or_else(|| {
+                    LabError::Other("a node could not be killed".into())
+                })));
             }
             Undo::Start {
                 nodes: nodes.clone(),
@@ -417,12 +422,29 @@ impl FaultGuard {
                 tp.set_enabled(proxy, true).await.map_err(tp_err(&id))?;
             }
             Undo::Start { nodes } => {
-                while let Some(node) = nodes.first().cloned() {
+                // Concurrently, as a recovering datacenter comes back; the nodes that failed to
+                // start stay listed, so a retried undo restarts only those.
+                let lab = &lab;
+                let results = futures::future::join_all(nodes.iter().map(|node| async move {
                     // Someone (a later restart) may have brought it back already.
-                    if lab.node_pid(&node).await.is_none() {
-                        lab.restart_node(&node).await.map_err(lab_err(&id))?;
+                    if lab.node_pid(node).await.is_none() {
+                        lab.restart_node(node).await.map(|_| ())
+                    } else {
+                        Ok(())
                     }
-                    nodes.remove(0);
+                }))
+                .await;
+                let mut first_error = None;
+                let mut left = Vec::new();
+                for (node, result) in nodes.iter().zip(results) {
+                    if let Err(e) = result {
+                        left.push(node.clone());
+                        first_error.get_or_insert(e);
+                    }
+                }
+                *nodes = left;
+                if let Some(e) = first_error {
+                    return Err(lab_err(&id)(e));
                 }
             }
             Undo::Resume { nodes } => {

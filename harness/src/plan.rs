@@ -35,6 +35,16 @@ pub struct Plan {
     /// The Kafka cluster of the `kafka` nodes, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaPlan>,
+    /// The Cassandra cluster of the `cassandra` nodes, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cassandra: Option<CassandraPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CassandraPlan {
+    pub keyspace: String,
+    /// (datacenter, replicas), in name order.
+    pub replication: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,6 +82,7 @@ pub enum NodeKind {
     Redis,
     Sentinel,
     Kafka,
+    Cassandra,
     Playback,
     Recommendations,
 }
@@ -81,6 +92,7 @@ impl NodeKind {
         ("redis", NodeKind::Redis),
         ("sentinel", NodeKind::Sentinel),
         ("kafka", NodeKind::Kafka),
+        ("cassandra", NodeKind::Cassandra),
         ("playback", NodeKind::Playback),
         ("recommendations", NodeKind::Recommendations),
     ];
@@ -97,6 +109,7 @@ impl NodeKind {
             NodeKind::Redis => 6379,
             NodeKind::Sentinel => 26379,
             NodeKind::Kafka => crate::components::kafka::CLIENT_PORT,
+            NodeKind::Cassandra => crate::components::cassandra::CQL_PORT,
             NodeKind::Playback | NodeKind::Recommendations => 8080,
         }
     }
@@ -108,9 +121,11 @@ impl NodeKind {
                 ("redis", NodeKind::Redis),
                 ("recommendations", NodeKind::Recommendations),
             ],
-            NodeKind::Redis | NodeKind::Sentinel | NodeKind::Kafka | NodeKind::Recommendations => {
-                &[]
-            }
+            NodeKind::Redis
+            | NodeKind::Sentinel
+            | NodeKind::Kafka
+            | NodeKind::Cassandra
+            | NodeKind::Recommendations => &[],
         }
     }
 }
@@ -131,6 +146,9 @@ pub struct PlannedNode {
     /// sentinel: the primary it monitors (also the master name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitors: Option<String>,
+    /// cassandra: (datacenter, rack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc: Option<(String, String)>,
 }
 
 impl PlannedNode {
@@ -204,6 +222,32 @@ pub enum Assertion {
     Failover(FailoverAssertion),
     Rpo(RpoAssertion),
     RejoinsAsReplica(RejoinAssertion),
+    Rto(RtoAssertion),
+    LocalQuorumSurvival(SurvivalAssertion),
+}
+
+/// Recovery time: from a fault's start until the workload's success ratio is above a threshold
+/// for a sustained window (per-second windows).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RtoAssertion {
+    pub name: String,
+    pub workload: String,
+    pub fault: String,
+    /// Percentage.
+    pub success_above: f64,
+    pub sustained: Duration,
+    pub max: Duration,
+}
+
+/// A datacenter's workload keeps serving while a fault (another DC's loss) lasts: its error
+/// rate within the fault's window stays under a bound.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SurvivalAssertion {
+    pub name: String,
+    pub workload: String,
+    pub fault: String,
+    /// Percentage.
+    pub max_error_rate: f64,
 }
 
 impl Assertion {
@@ -215,6 +259,8 @@ impl Assertion {
             Assertion::Failover(a) => &a.name,
             Assertion::Rpo(a) => &a.name,
             Assertion::RejoinsAsReplica(a) => &a.name,
+            Assertion::Rto(a) => &a.name,
+            Assertion::LocalQuorumSurvival(a) => &a.name,
         }
     }
 }
@@ -346,6 +392,17 @@ impl Plan {
                     sentinel: None,
                     ..
                 } => format!("redis {} at {addr}", redis_command_name(*command)),
+                WorkloadKind::Cql { target } => format!(
+                    "cql {} at {} from `{}` ({} contact points), keyspace `{}`",
+                    match target.read_keys {
+                        None => "writes (a new key per op)".to_string(),
+                        Some(k) => format!("reads of {k} keys"),
+                    },
+                    target.consistency.to_uppercase(),
+                    target.local_dc,
+                    target.contact_points.len(),
+                    target.keyspace
+                ),
                 WorkloadKind::Kafka { target, producer } => format!(
                     "kafka produce to `{}` ({} partitions), acks={}, idempotence {}, delivery timeout {}",
                     target.topic,
@@ -463,6 +520,19 @@ pub fn describe_assertion(assertion: &Assertion) -> String {
                 limits.join(", ")
             )
         }
+        Assertion::Rto(r) => format!(
+            "{}: after `{}` starts, the success ratio of `{}` is back above {}% for {} within {}",
+            r.name,
+            r.fault,
+            r.workload,
+            r.success_above,
+            format_duration(r.sustained),
+            format_duration(r.max)
+        ),
+        Assertion::LocalQuorumSurvival(r) => format!(
+            "{}: while `{}` lasts, the error rate of `{}` stays <= {}%",
+            r.name, r.fault, r.workload, r.max_error_rate
+        ),
         Assertion::RejoinsAsReplica(r) => format!(
             "{}: `{}` is a connected replica within {} after healing",
             r.name,

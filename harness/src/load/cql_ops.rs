@@ -75,6 +75,22 @@ pub struct CqlConfig {
     pub address_translation: Option<HashMap<SocketAddr, SocketAddr>>,
 }
 
+/// A consistency level from its CQL spelling (`local_quorum`, case-insensitive).
+pub fn parse_consistency(text: &str) -> Result<Consistency, String> {
+    Ok(match text.to_ascii_lowercase().as_str() {
+        "any" => Consistency::Any,
+        "one" => Consistency::One,
+        "two" => Consistency::Two,
+        "three" => Consistency::Three,
+        "quorum" => Consistency::Quorum,
+        "all" => Consistency::All,
+        "local_quorum" => Consistency::LocalQuorum,
+        "each_quorum" => Consistency::EachQuorum,
+        "local_one" => Consistency::LocalOne,
+        other => return Err(format!("unknown consistency level `{other}`")),
+    })
+}
+
 /// The value written for key `k`: `k` big-endian, then a filler byte up to `size`.
 pub fn cql_value(k: u64, size: usize) -> Vec<u8> {
     let mut v = k.to_be_bytes().to_vec();

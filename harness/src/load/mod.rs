@@ -12,7 +12,7 @@
 //! Invariant: a workload is bounded in count (`floor(rate * duration)` ops) and in time (it
 //! returns by `start + duration + op_timeout + GRACE`, or promptly after cancellation).
 
-mod cql_ops;
+pub mod cql_ops;
 mod http;
 pub mod kafka_ops;
 
@@ -106,6 +106,9 @@ pub enum WorkloadKind {
         target: KafkaTarget,
         producer: kafka_ops::ProducerSettings,
     },
+    /// CQL writes (key = the op index: a ledger workload) or reads, at a consistency level,
+    /// DC-aware (never leaving `local_dc`), token-aware, prepared.
+    Cql { target: CqlTarget },
 }
 
 /// Where a Kafka workload produces.
@@ -116,6 +119,20 @@ pub struct KafkaTarget {
     pub topic: String,
     /// The topic's partition count: acknowledged messages are tagged `p0..p<N-1>`.
     pub partitions: u32,
+}
+
+/// Where a CQL workload goes and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CqlTarget {
+    /// The nodes of `local_dc`.
+    pub contact_points: Vec<SocketAddr>,
+    pub local_dc: String,
+    pub keyspace: String,
+    /// CQL spelling, e.g. `local_quorum`.
+    pub consistency: String,
+    /// `None`: writes (a new key per op: the ack ledger); `Some(k)`: reads of key `n % k`.
+    pub read_keys: Option<u64>,
+    pub value_size: usize,
 }
 
 /// A Sentinel-monitored primary: its master name and the sentinels to ask.
@@ -227,6 +244,16 @@ impl WorkloadPlan {
                     ));
                 }
             }
+            WorkloadKind::Cql { target } => {
+                cql_ops::parse_consistency(&target.consistency)
+                    .map_err(|e| invalid("consistency", e))?;
+                if target.contact_points.is_empty() {
+                    return Err(invalid(
+                        "contact_points",
+                        "no node in the local datacenter".into(),
+                    ));
+                }
+            }
             WorkloadKind::Kafka { target, producer } => {
                 producer.validate().map_err(|e| invalid("producer", e))?;
                 if target.partitions == 0 || target.partitions > 62 {
@@ -284,6 +311,24 @@ pub async fn run_workload(
     cancel: watch::Receiver<bool>,
     live: Arc<LiveStats>,
 ) -> Result<WorkloadRecord, LoadError> {
+    prepare(plan)
+        .await?
+        .run(t0, start_offset, cancel, live)
+        .await
+}
+
+/// A workload with its client built (and, for clients that connect up front such as CQL,
+/// connected), ready to start. Preparing before the run's t0 keeps connection set-up out of
+/// the schedule: otherwise the first ops would be due before the client exists.
+pub struct PreparedWorkload {
+    plan: WorkloadPlan,
+    exec: schedule::Executor,
+    tags: tables::TagTable,
+}
+
+/// Validates the plan and builds its client. Errors only for an invalid plan or a client that
+/// cannot be built.
+pub async fn prepare(plan: &WorkloadPlan) -> Result<PreparedWorkload, LoadError> {
     plan.validate()?;
     let setup = |detail: String| LoadError::Setup {
         workload: plan.name.clone(),
@@ -355,7 +400,65 @@ pub async fn run_workload(
             })?;
             schedule::Executor::Kafka(kafka)
         }
+        WorkloadKind::Cql { target } => {
+            let config = cql_ops::CqlConfig {
+                contact_points: target.contact_points.clone(),
+                local_dc: target.local_dc.clone(),
+                keyspace: target.keyspace.clone(),
+                op: match target.read_keys {
+                    None => cql_ops::CqlOp::Write,
+                    Some(keys) => cql_ops::CqlOp::Read { keys },
+                },
+                consistency: cql_ops::parse_consistency(&target.consistency).map_err(&setup)?,
+                value_size: target.value_size,
+                max_in_flight: plan.max_in_flight,
+                op_timeout: plan.op_timeout,
+                address_translation: None,
+            };
+            let cql = cql_ops::CqlExec::new(&config, &tags).await.map_err(|e| {
+                setup(format!(
+                    "cannot connect to Cassandra in `{}`: {e}",
+                    target.local_dc
+                ))
+            })?;
+            schedule::Executor::Cql(cql)
+        }
     };
+    Ok(PreparedWorkload {
+        plan: plan.clone(),
+        exec,
+        tags,
+    })
+}
+
+impl PreparedWorkload {
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// Runs the workload to completion, deadline, or cancellation (`cancel` turning `true`).
+    pub async fn run(
+        self,
+        t0: Instant,
+        start_offset: Duration,
+        cancel: watch::Receiver<bool>,
+        live: Arc<LiveStats>,
+    ) -> Result<WorkloadRecord, LoadError> {
+        let PreparedWorkload { plan, exec, tags } = self;
+        let plan = &plan;
+        drive_prepared(plan, exec, tags, t0, start_offset, cancel, live).await
+    }
+}
+
+async fn drive_prepared(
+    plan: &WorkloadPlan,
+    exec: schedule::Executor,
+    tags: tables::TagTable,
+    t0: Instant,
+    start_offset: Duration,
+    cancel: watch::Receiver<bool>,
+    live: Arc<LiveStats>,
+) -> Result<WorkloadRecord, LoadError> {
     let start = t0 + start_offset;
     let schedule = schedule::Schedule {
         t0,

@@ -30,6 +30,7 @@ pub(crate) enum Executor {
     Http(HttpExec),
     Redis(RedisExec),
     Kafka(super::kafka_ops::KafkaExec),
+    Cql(super::cql_ops::CqlExec),
 }
 
 impl Executor {
@@ -37,7 +38,7 @@ impl Executor {
     pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
         match self {
             Executor::Kafka(kafka) => kafka.counters(),
-            Executor::Http(_) | Executor::Redis(_) => BTreeMap::new(),
+            Executor::Http(_) | Executor::Redis(_) | Executor::Cql(_) => BTreeMap::new(),
         }
     }
 
@@ -46,6 +47,7 @@ impl Executor {
             Executor::Http(http) => http.execute(n, tags, samples).await,
             Executor::Redis(redis) => redis.execute(n, samples).await,
             Executor::Kafka(kafka) => kafka.execute(n, samples).await,
+            Executor::Cql(cql) => cql.execute(n, samples).await,
         }
     }
 }

@@ -191,6 +191,23 @@ async fn execute(
         );
     }
 
+    // Clients are built (and CQL sessions connected) before t0, so that set-up does not eat
+    // into the schedule.
+    let mut prepared = Vec::new();
+    for w in &plan.workloads {
+        match load::prepare(&w.plan).await {
+            Ok(p) => prepared.push(p),
+            Err(error) => {
+                return failed_journal(
+                    &plan,
+                    &run_id,
+                    started,
+                    format!("workload `{}` could not start: {error}", w.plan.name),
+                );
+            }
+        }
+    }
+
     progress.event(RunEvent::Stage(Stage::Load));
     let t0 = Instant::now();
     let base = TimeBase {
@@ -208,12 +225,12 @@ async fn execute(
     );
     let mut live = Vec::new();
     let mut workload_tasks = Vec::new();
-    for w in &plan.workloads {
+    for workload in prepared {
         let stats = Arc::new(LiveStats::new());
-        live.push((w.plan.name.clone(), stats.clone()));
-        let (wplan, cancel) = (w.plan.clone(), cancel.clone());
+        live.push((workload.name().to_string(), stats.clone()));
+        let cancel = cancel.clone();
         workload_tasks.push(tokio::spawn(async move {
-            load::run_workload(&wplan, t0, Duration::ZERO, cancel, stats).await
+            workload.run(t0, Duration::ZERO, cancel, stats).await
         }));
     }
     let ctx = FaultContext::new(lab.clone(), provisioned.toxiproxy.clone());
@@ -363,9 +380,51 @@ async fn ledger_read_back(
     w: &load::WorkloadPlan,
     record: &WorkloadRecord,
 ) -> Result<Option<crate::ledger::ReadBack>, String> {
-    /// Healing may still be moving partitions back in sync; the read-back waits this long for
-    /// every partition to have a leader, then reads whatever is there.
+    /// Healing may still be moving partitions back in sync (or nodes rejoining); the read-back
+    /// waits this long for them, then reads whatever is there.
     const KAFKA_SETTLE: Duration = Duration::from_secs(60);
+    /// Concurrent reads of the CQL read-back: enough to read 10 k keys in seconds.
+    const CQL_READ_CONCURRENCY: usize = 64;
+    if let load::WorkloadKind::Cql { target } = &w.kind {
+        if target.read_keys.is_some() {
+            return Ok(None);
+        }
+        // QUORUM across datacenters after healing: a majority of all replicas vouches for
+        // every key, whichever DC wrote it.
+        let consistency = load::cql_ops::parse_consistency("quorum")?;
+        let session = load::cql_ops::connect_cql(
+            &target.contact_points,
+            &target.local_dc,
+            consistency,
+            KAFKA_SETTLE,
+            None,
+            1,
+        )
+        .await?;
+        // Collected first: a borrowing iterator held across the awaits would tie the spawned
+        // run's future to this stack frame's lifetimes.
+        let keys: Vec<u64> = record
+            .ops
+            .iter()
+            .map(|op| crate::ledger::op_index(record, op))
+            .collect();
+        let back = load::cql_ops::read_back(
+            &session,
+            &target.keyspace,
+            consistency,
+            keys.into_iter(),
+            CQL_READ_CONCURRENCY,
+        )
+        .await?;
+        return Ok(Some(crate::ledger::ReadBack {
+            stale: back.mismatched.len() as u64,
+            found: back.found,
+            read_from: format!(
+                "keyspace `{}` at QUORUM via `{}` ({} keys checked)",
+                target.keyspace, target.local_dc, back.checked
+            ),
+        }));
+    }
     let load::WorkloadKind::Kafka { target, .. } = &w.kind else {
         return redis_evidence::read_back(w, record).await;
     };

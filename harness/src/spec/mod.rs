@@ -88,6 +88,18 @@ pub struct TopologySpec {
     /// The Kafka cluster that the `kafka` nodes form (one per lab): topics and settings.
     #[serde(default)]
     pub kafka: Option<KafkaSpec>,
+    /// The Cassandra cluster that the `cassandra` nodes form (one per lab): the keyspace.
+    #[serde(default)]
+    pub cassandra: Option<CassandraSpec>,
+}
+
+/// The keyspace the harness creates (NetworkTopologyStrategy), with table `writes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CassandraSpec {
+    pub keyspace: At<String>,
+    /// Replicas per datacenter, e.g. `{ dc1: 3, dc2: 3 }`.
+    pub replication: BTreeMap<String, At<u64>>,
 }
 
 /// Cluster-wide Kafka settings and the topics the harness creates before the load.
@@ -125,7 +137,7 @@ pub struct TopicSpec {
 pub struct NodeSpec {
     /// Unique node name.
     pub name: At<String>,
-    /// `redis`, `sentinel`, `kafka`, `playback` or `recommendations`.
+    /// `redis`, `sentinel`, `kafka`, `cassandra`, `playback` or `recommendations`.
     pub kind: At<String>,
     /// redis: start as a replica of this redis node (`replicaof`).
     #[serde(default)]
@@ -134,6 +146,12 @@ pub struct NodeSpec {
     /// for. Settings go in `config`: `quorum`, `down_after`, `failover_timeout`, `parallel_syncs`.
     #[serde(default)]
     pub monitors: Option<At<String>>,
+    /// cassandra: its datacenter (GossipingPropertyFileSnitch).
+    #[serde(default)]
+    pub dc: Option<At<String>>,
+    /// cassandra: its rack (default `rack1`).
+    #[serde(default)]
+    pub rack: Option<At<String>>,
     /// For services: role -> node it calls, e.g. `{ redis: cache, recommendations: recs }`.
     /// Every such link goes through a Toxiproxy proxy named `<node>-><used node>`.
     #[serde(default)]
@@ -186,6 +204,16 @@ pub struct WorkloadSpec {
     /// `target` is, before every (re)connection.
     #[serde(default)]
     pub sentinels: Option<At<String>>,
+    /// cql: `write` (a new key per op, the ack ledger) or `read` (key `n % keyspace`).
+    #[serde(default)]
+    pub op: Option<At<String>>,
+    /// cql: consistency level, e.g. `local_quorum`, `quorum`, `each_quorum`, `one`, `all`.
+    #[serde(default)]
+    pub consistency: Option<At<String>>,
+    /// cql: the client's local datacenter (default: the target node's); the driver never
+    /// leaves it.
+    #[serde(default)]
+    pub dc: Option<At<String>>,
     /// kafka: the topic produced to (one of `topology.kafka.topics`).
     #[serde(default)]
     pub topic: Option<At<String>>,
@@ -272,7 +300,8 @@ pub struct FaultSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSpec {
-    /// `breaker`, `fallback`, `slo`, `failover`, `rpo` or `rejoins_as_replica`.
+    /// `breaker`, `fallback`, `slo`, `failover`, `rpo`, `rejoins_as_replica`, `rto` or
+    /// `local_quorum_survival`.
     pub kind: At<String>,
     /// Name used in verdict ids (default: derived from the kind and targets).
     #[serde(default)]
@@ -322,6 +351,12 @@ pub struct AssertionSpec {
     /// rpo: longest span of acknowledgement times the lost writes may cover (`1s`).
     #[serde(default)]
     pub max_lost_window: Option<At<Scalar>>,
+    /// rto, local_quorum_survival: success ratio that counts as recovered / error bound.
+    #[serde(default)]
+    pub success_above: Option<At<Scalar>>,
+    /// rto: how long the success ratio must stay above `success_above` (default `5s`).
+    #[serde(default)]
+    pub sustained: Option<At<Scalar>>,
     /// rejoins_as_replica: the node that must come back as a replica.
     #[serde(default)]
     pub node: Option<At<String>>,

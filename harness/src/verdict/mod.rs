@@ -5,6 +5,7 @@
 //! invariant: checkers read only journal data (summaries, evidence, fault windows), so a recorded
 //! journal can be re-judged offline and in tests.
 
+mod availability;
 mod breaker;
 mod durability;
 mod failover;
@@ -58,6 +59,26 @@ pub fn judge(
             Assertion::Rpo(a) => match evidence.ledgers.iter().find(|l| l.workload == a.workload) {
                 Some(ledger) => durability::judge_rpo(a, ledger, faults, &mut out),
                 None => out.missing(&a.name, "ledger read-back"),
+            },
+            Assertion::Rto(a) => match (
+                timeline.iter().find(|s| s.name == a.workload),
+                faults.iter().find(|f| f.name == a.fault),
+            ) {
+                (Some(summary), Some(fault)) => {
+                    availability::judge_rto(a, summary, fault, &mut out)
+                }
+                (None, _) => out.missing(&a.name, "workload summary"),
+                (_, None) => out.missing(&a.name, "fault window"),
+            },
+            Assertion::LocalQuorumSurvival(a) => match (
+                timeline.iter().find(|s| s.name == a.workload),
+                faults.iter().find(|f| f.name == a.fault),
+            ) {
+                (Some(summary), Some(fault)) => {
+                    availability::judge_survival(a, summary, fault, &mut out)
+                }
+                (None, _) => out.missing(&a.name, "workload summary"),
+                (_, None) => out.missing(&a.name, "fault window"),
             },
             Assertion::RejoinsAsReplica(a) => {
                 match evidence.roles.iter().find(|r| r.node == a.node) {

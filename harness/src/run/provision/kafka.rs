@@ -57,6 +57,10 @@ pub(super) async fn start(
         .map_err(|e| format!("formatting Kafka storage: {e}"))?
         .map_err(|e| e.to_string())?
     };
+    let prepared: Vec<_> = prepared
+        .into_iter()
+        .map(|s| s.nice(super::JVM_NICE))
+        .collect();
     let starts = prepared.iter().map(|spec| lab.start_node(spec));
     for (node, result) in nodes.iter().zip(futures::future::join_all(starts).await) {
         let info = result.map_err(|e| e.to_string())?;

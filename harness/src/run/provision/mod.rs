@@ -12,8 +12,13 @@ use crate::lab::{Lab, NodeSpec, Readiness, find_target_binary, find_tool};
 use crate::plan::{NodeKind, Plan, PlannedNode, TOXIPROXY_API};
 use crate::toxiproxy::{NewProxy, Toxiproxy};
 
+mod cassandra;
 mod kafka;
 mod sentinel;
+
+/// Niceness of Kafka and Cassandra JVMs (see `NodeSpec::nice`): on 2 cores, six Cassandra JVMs
+/// starting or restarting together otherwise take the CPU from the load generator in bursts.
+const JVM_NICE: i32 = 10;
 
 /// Readiness deadlines: generous for a loaded 2-core machine, never a sleep.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,10 +58,13 @@ pub async fn provision(
     if let Some(cluster) = &plan.kafka {
         kafka::start(plan, cluster, lab, progress, &mut ready_ms).await?;
     }
+    if let Some(cluster) = &plan.cassandra {
+        cassandra::start(plan, cluster, lab, progress, &mut ready_ms).await?;
+    }
     let mut order: Vec<&PlannedNode> = plan
         .nodes
         .iter()
-        .filter(|n| n.kind != NodeKind::Kafka)
+        .filter(|n| !matches!(n.kind, NodeKind::Kafka | NodeKind::Cassandra))
         .collect();
     order.sort_by_key(|n| start_rank(n));
     for node in order {
@@ -100,7 +108,7 @@ fn start_rank(node: &PlannedNode) -> usize {
         NodeKind::Redis if node.replica_of.is_none() => 0,
         NodeKind::Redis => 1,
         NodeKind::Sentinel => 2,
-        NodeKind::Kafka => 0,
+        NodeKind::Kafka | NodeKind::Cassandra => 0,
         kind => 3 + kind.required_uses().len(),
     }
 }
@@ -161,9 +169,10 @@ fn node_spec(plan: &Plan, lab: &Lab, node: &PlannedNode) -> Result<NodeSpec, Lab
             spec
         }
         NodeKind::Sentinel => sentinel::node_spec(plan, &dir, node)?,
-        NodeKind::Kafka => {
+        NodeKind::Kafka | NodeKind::Cassandra => {
             return Err(LabError::Other(format!(
-                "kafka node `{}` is started with its cluster, not alone",
+                "{} node `{}` is started with its cluster, not alone",
+                node.kind.name(),
                 node.name
             )));
         }

@@ -33,6 +33,8 @@ impl Resolver<'_> {
             "failover" => &["workload", "fault", "max", "agree_within"],
             "rpo" => &["workload", "max_lost", "max_lost_window"],
             "rejoins_as_replica" => &["node", "within"],
+            "rto" => &["workload", "fault", "success_above", "sustained", "max"],
+            "local_quorum_survival" => &["workload", "fault", "max_error_rate"],
             _ => {
                 self.unknown(
                     &spec.kind,
@@ -44,6 +46,8 @@ impl Resolver<'_> {
                         "failover",
                         "rpo",
                         "rejoins_as_replica",
+                        "rto",
+                        "local_quorum_survival",
                     ],
                 );
                 return None;
@@ -79,6 +83,11 @@ impl Resolver<'_> {
             ),
             ("node", spec.node.as_ref().map(|v| v.referenced)),
             ("within", spec.within.as_ref().map(|v| v.referenced)),
+            (
+                "success_above",
+                spec.success_above.as_ref().map(|v| v.referenced),
+            ),
+            ("sustained", spec.sustained.as_ref().map(|v| v.referenced)),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` assertion"));
         let at = spec.kind.referenced;
@@ -146,6 +155,8 @@ impl Resolver<'_> {
             }
             "failover" => self.failover(spec, workload?, faults),
             "rpo" => self.rpo(spec, workload?),
+            "rto" => self.rto(spec, workload?, faults),
+            "local_quorum_survival" => self.survival(spec, workload?, faults),
             _ => {
                 let service = self
                     .require(&spec.service, &at, kind, "service")

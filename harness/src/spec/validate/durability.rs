@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{Resolver, Topology};
 use crate::plan::*;
 use crate::spec::AssertionSpec;
+use crate::units::parse_percent;
 
 /// How long an old primary may take to come back as a replica, unless the experiment says.
 const DEFAULT_REJOIN_WITHIN: Duration = Duration::from_secs(30);
@@ -43,6 +44,78 @@ impl Resolver<'_> {
             fault: fault.value.clone(),
             max,
             agree_within,
+        }))
+    }
+
+    /// The named fault, or a report that it does not exist.
+    fn fault_ref(&mut self, spec: &AssertionSpec, faults: &BTreeSet<String>) -> Option<String> {
+        let fault = self.require(
+            &spec.fault,
+            &spec.kind.referenced,
+            &spec.kind.value,
+            "fault",
+        )?;
+        if !faults.contains(&fault.value) {
+            self.dangling(&fault.referenced, "fault", &fault.value, faults.iter());
+            return None;
+        }
+        Some(fault.value.clone())
+    }
+
+    pub(super) fn rto(
+        &mut self,
+        spec: &AssertionSpec,
+        workload: String,
+        faults: &BTreeSet<String>,
+    ) -> Option<Assertion> {
+        let fault = self.fault_ref(spec, faults)?;
+        let at = spec.kind.referenced;
+        let success_above = self.require(&spec.success_above, &at, "rto", "success_above")?;
+        let success_above = self.unit(success_above, "success_above", parse_percent)?;
+        let sustained = match &spec.sustained {
+            Some(d) => self.duration(d, "sustained")?,
+            None => Duration::from_secs(5),
+        };
+        let max = self.require(&spec.max, &at, "rto", "max")?;
+        let max = self.duration(max, "max")?;
+        let name = spec
+            .name
+            .as_ref()
+            .map_or_else(|| format!("rto/{workload}/{fault}"), |n| n.value.clone());
+        Some(Assertion::Rto(RtoAssertion {
+            name,
+            workload,
+            fault,
+            success_above,
+            sustained,
+            max,
+        }))
+    }
+
+    pub(super) fn survival(
+        &mut self,
+        spec: &AssertionSpec,
+        workload: String,
+        faults: &BTreeSet<String>,
+    ) -> Option<Assertion> {
+        let fault = self.fault_ref(spec, faults)?;
+        let at = spec.kind.referenced;
+        let bound = self.require(
+            &spec.max_error_rate,
+            &at,
+            "local_quorum_survival",
+            "max_error_rate",
+        )?;
+        let max_error_rate = self.unit(bound, "max_error_rate", parse_percent)?;
+        let name = spec.name.as_ref().map_or_else(
+            || format!("survival/{workload}/{fault}"),
+            |n| n.value.clone(),
+        );
+        Some(Assertion::LocalQuorumSurvival(SurvivalAssertion {
+            name,
+            workload,
+            fault,
+            max_error_rate,
         }))
     }
 

@@ -2,6 +2,7 @@
 //! problem (unknown kinds, dangling references, misplaced fields, bad units, faults past the end).
 
 mod assertions;
+mod cassandra;
 mod durability;
 mod kafka;
 mod schedule;
@@ -97,11 +98,13 @@ impl Resolver<'_> {
 
         let (nodes, groups, proxies) = self.topology(&file);
         let kafka = self.kafka_cluster(&file, &nodes);
+        let cassandra = self.cassandra_cluster(&file, &nodes);
         let topo = Topology {
             nodes: &nodes,
             groups: &groups,
             proxies: &proxies,
             kafka: kafka.as_ref(),
+            cassandra: cassandra.as_ref(),
         };
 
         let mut workloads = Vec::new();
@@ -158,6 +161,7 @@ impl Resolver<'_> {
             faults,
             assertions,
             kafka,
+            cassandra,
         }
     }
 
@@ -302,6 +306,7 @@ struct Topology<'a> {
     groups: &'a BTreeMap<String, Vec<String>>,
     proxies: &'a [PlannedProxy],
     kafka: Option<&'a KafkaPlan>,
+    cassandra: Option<&'a CassandraPlan>,
 }
 
 impl<'a> Topology<'a> {

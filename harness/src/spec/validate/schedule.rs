@@ -51,8 +51,16 @@ impl Resolver<'_> {
                 ],
                 &[NodeKind::Kafka],
             ),
+            "cql" => (
+                &["op", "consistency", "dc", "keyspace", "value_size"],
+                &[NodeKind::Cassandra],
+            ),
             _ => {
-                self.unknown(&spec.kind, "workload kind", &["http", "redis", "kafka"]);
+                self.unknown(
+                    &spec.kind,
+                    "workload kind",
+                    &["http", "redis", "kafka", "cql"],
+                );
                 return None;
             }
         };
@@ -83,6 +91,12 @@ impl Resolver<'_> {
                 spec.idempotence.as_ref().map(|v| v.referenced),
             ),
             ("linger", spec.linger.as_ref().map(|v| v.referenced)),
+            ("op", spec.op.as_ref().map(|v| v.referenced)),
+            (
+                "consistency",
+                spec.consistency.as_ref().map(|v| v.referenced),
+            ),
+            ("dc", spec.dc.as_ref().map(|v| v.referenced)),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` workload"));
         let rate = self.unit(&spec.rate, "rate", parse_rate);
@@ -123,6 +137,7 @@ impl Resolver<'_> {
                 }
             }
             "kafka" => self.kafka_workload(spec, timeout, topo)?,
+            "cql" => self.cql_workload(spec, node, topo)?,
             _ => {
                 let command = match spec.command.as_ref().map(|c| (c.value.as_str(), c)) {
                     None | Some(("get", _)) => RedisCommand::Get,

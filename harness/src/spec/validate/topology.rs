@@ -204,6 +204,7 @@ impl Resolver<'_> {
                     .count() as u64;
                 config = self.sentinel_config(node, &config, watchers);
             }
+            let dc = self.datacenter(node, kind);
             nodes.push(PlannedNode {
                 name: node.name.value.clone(),
                 kind,
@@ -212,9 +213,42 @@ impl Resolver<'_> {
                 config,
                 replica_of,
                 monitors,
+                dc,
             });
         }
         (nodes, groups, proxies)
+    }
+
+    /// `dc` and `rack`: required on cassandra nodes, refused elsewhere.
+    fn datacenter(
+        &mut self,
+        node: &crate::spec::NodeSpec,
+        kind: NodeKind,
+    ) -> Option<(String, String)> {
+        if kind != NodeKind::Cassandra {
+            for field in [&node.dc, &node.rack].into_iter().flatten() {
+                self.diags.error_hint(
+                    &field.referenced,
+                    "`dc` and `rack` apply to `cassandra` nodes only",
+                    "remove it",
+                );
+            }
+            return None;
+        }
+        let Some(dc) = &node.dc else {
+            self.diags.error_hint(
+                &node.name.referenced,
+                format!("cassandra node `{}` needs `dc`", node.name.value),
+                "add `dc: dc1` (its datacenter)",
+            );
+            return None;
+        };
+        self.identifier(dc, "datacenter");
+        let rack = node
+            .rack
+            .as_ref()
+            .map_or("rack1".to_string(), |r| r.value.clone());
+        Some((dc.value.clone(), rack))
     }
 
     /// `replica_of` (on redis nodes) and `monitors` (on sentinels) both name a redis node that
@@ -402,11 +436,12 @@ impl Resolver<'_> {
             }
             // Checked by `sentinel_config`.
             NodeKind::Sentinel => Ok(()),
-            NodeKind::Kafka if object.is_empty() => Ok(()),
-            NodeKind::Kafka => Err(
-                "kafka nodes take no `config`; cluster settings and topics go in `topology.kafka`"
-                    .to_string(),
-            ),
+            NodeKind::Kafka | NodeKind::Cassandra if object.is_empty() => Ok(()),
+            NodeKind::Kafka | NodeKind::Cassandra => Err(format!(
+                "{} nodes take no `config`; cluster settings go in `topology.{}`",
+                kind.name(),
+                kind.name()
+            )),
             NodeKind::Redis => {
                 // Redis options pass through as `--key value`; only scalars make sense there.
                 match object.iter().find(|(_, v)| v.is_object() || v.is_array()) {
