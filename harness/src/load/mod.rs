@@ -133,6 +133,10 @@ pub struct CqlTarget {
     /// `None`: writes (a new key per op: the ack ledger); `Some(k)`: reads of key `n % k`.
     pub read_keys: Option<u64>,
     pub value_size: usize,
+    /// Writes use key `key_base + n`, so that several writing workloads never share a key (each
+    /// gets its own range of 10^12).
+    #[serde(default)]
+    pub key_base: u64,
 }
 
 /// A Sentinel-monitored primary: its master name and the sentinels to ask.
@@ -421,7 +425,7 @@ pub async fn prepare(plan: &WorkloadPlan) -> Result<PreparedWorkload, LoadError>
                     target.local_dc
                 ))
             })?;
-            schedule::Executor::Cql(cql)
+            schedule::Executor::Cql(cql, target.key_base)
         }
     };
     Ok(PreparedWorkload {

@@ -102,14 +102,14 @@ impl ServerError {
 
 impl ErrorKind {
     /// A stable, human-readable name used as a map key in summaries: `timeout`, `status:503`,
-    /// `redis:READONLY`, ...
+    /// `server:READONLY` (an error reply: Redis codes, or `server:OTHER` for Kafka and Cassandra refusals), ...
     pub fn label(self) -> String {
         match self {
             ErrorKind::Timeout => "timeout".into(),
             ErrorKind::Connect => "connect".into(),
             ErrorKind::Io => "io".into(),
             ErrorKind::Status(status) => format!("status:{status}"),
-            ErrorKind::Server(server) => format!("redis:{}", server.code()),
+            ErrorKind::Server(server) => format!("server:{}", server.code()),
             ErrorKind::Protocol => "protocol".into(),
             ErrorKind::Abandoned => "abandoned".into(),
             ErrorKind::Other => "other".into(),
@@ -233,16 +233,16 @@ mod tests {
             (Outcome::Error(Status(200)), 1200, "status:200"),
             (Outcome::Error(Status(503)), 1503, "status:503"),
             (Outcome::Error(Status(999)), 1999, "status:999"),
-            (Outcome::Error(Server(ServerError::Err)), 2000, "redis:ERR"),
+            (Outcome::Error(Server(ServerError::Err)), 2000, "server:ERR"),
             (
                 Outcome::Error(Server(ServerError::ReadOnly)),
                 2001,
-                "redis:READONLY",
+                "server:READONLY",
             ),
             (
                 Outcome::Error(Server(ServerError::Other)),
                 2012,
-                "redis:OTHER",
+                "server:OTHER",
             ),
         ];
         for (outcome, code, label) in cases {

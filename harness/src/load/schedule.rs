@@ -30,7 +30,8 @@ pub(crate) enum Executor {
     Http(HttpExec),
     Redis(RedisExec),
     Kafka(super::kafka_ops::KafkaExec),
-    Cql(super::cql_ops::CqlExec),
+    /// With the key base of a writing workload.
+    Cql(super::cql_ops::CqlExec, u64),
 }
 
 impl Executor {
@@ -38,7 +39,7 @@ impl Executor {
     pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
         match self {
             Executor::Kafka(kafka) => kafka.counters(),
-            Executor::Http(_) | Executor::Redis(_) | Executor::Cql(_) => BTreeMap::new(),
+            Executor::Http(_) | Executor::Redis(_) | Executor::Cql(..) => BTreeMap::new(),
         }
     }
 
@@ -47,7 +48,7 @@ impl Executor {
             Executor::Http(http) => http.execute(n, tags, samples).await,
             Executor::Redis(redis) => redis.execute(n, samples).await,
             Executor::Kafka(kafka) => kafka.execute(n, samples).await,
-            Executor::Cql(cql) => cql.execute(n, samples).await,
+            Executor::Cql(cql, key_base) => cql.execute(key_base + n, samples).await,
         }
     }
 }

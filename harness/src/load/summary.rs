@@ -58,7 +58,7 @@ pub struct WindowStats {
     pub latency: Option<LatencySummary>,
     /// Ops per tag value (ops without a tag are not counted).
     pub tags: BTreeMap<String, u64>,
-    /// Errors per kind label: `timeout`, `connect`, `status:503`, `redis:READONLY`, ...
+    /// Errors per kind label: `timeout`, `connect`, `status:503`, `server:READONLY` (an error reply: Redis codes, or `server:OTHER` for Kafka and Cassandra refusals), ...
     pub errors_by_kind: BTreeMap<String, u64>,
 }
 

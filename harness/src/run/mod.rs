@@ -403,10 +403,11 @@ async fn ledger_read_back(
         .await?;
         // Collected first: a borrowing iterator held across the awaits would tie the spawned
         // run's future to this stack frame's lifetimes.
+        let base = target.key_base;
         let keys: Vec<u64> = record
             .ops
             .iter()
-            .map(|op| crate::ledger::op_index(record, op))
+            .map(|op| base + crate::ledger::op_index(record, op))
             .collect();
         let back = load::cql_ops::read_back(
             &session,
@@ -418,7 +419,8 @@ async fn ledger_read_back(
         .await?;
         return Ok(Some(crate::ledger::ReadBack {
             stale: back.mismatched.len() as u64,
-            found: back.found,
+            // Back to op indices, which the ledger compares by.
+            found: back.found.into_iter().map(|(k, n)| (k - base, n)).collect(),
             read_from: format!(
                 "keyspace `{}` at QUORUM via `{}` ({} keys checked)",
                 target.keyspace, target.local_dc, back.checked

@@ -7,6 +7,7 @@
 //! | 3 | cargo-nextest | crates.io (`cargo install --locked`) | `cargo nextest --version` |
 //! | 4 | cassandra 5.0.9 (`cassandra-all` + runtime jars) | Maven Central (`mvn`) | stamp: coordinates + sha256 per jar |
 //! | 5 | kafka 3.9.2 (`kafka_2.13`, `kafka-tools`, `slf4j-reload4j` + runtime jars) | Maven Central (`mvn`) | stamp: coordinates + sha256 per jar |
+//! | 6 | `libfaultline_bind.so` (source-address shim for JVM nodes) | `harness/shim/bind_source.c`, built with `cc` | stamp: sha256 of the source |
 //!
 //! Java components (Kafka, Cassandra) come from Maven Central through `maven::fetch`: their jars
 //! under `<cache>/<name>-<version>/libs/`, their versions in `versions.json`.
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+mod bind_shim;
 mod cassandra;
 mod kafka;
 mod maven;
@@ -99,6 +101,7 @@ const STEPS: &[(&str, Step)] = &[
     ("cargo-nextest", nextest),
     ("cassandra", cassandra::step),
     ("kafka", kafka::step),
+    ("bind shim", bind_shim::step),
 ];
 
 /// Runs every step in order; stops at the first failure with a message naming the step.
@@ -291,7 +294,7 @@ impl Drop for PolicyRcD {
 // ---------------------------------------------------------------------------------------------
 // 2. Toxiproxy
 
-fn sha256(path: &Path) -> Result<String, String> {
+pub(crate) fn sha256(path: &Path) -> Result<String, String> {
     let out = query("sha256sum", &[path])
         .ok_or_else(|| format!("`sha256sum {}` failed", path.display()))?;
     out.split_whitespace()

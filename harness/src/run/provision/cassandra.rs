@@ -36,11 +36,13 @@ pub(super) async fn start(
         })
         .collect();
     let settings = CassandraSettings::new(cassandra::libs_dir().map_err(|e| e.to_string())?);
-    let specs: Vec<_> = cassandra::prepare(&nodes, &settings, |name| lab.node_dir(name))
+    let specs = cassandra::prepare(&nodes, &settings, |name| lab.node_dir(name))
         .map_err(|e| e.to_string())?
         .into_iter()
-        .map(|spec| spec.nice(super::JVM_NICE))
-        .collect();
+        .zip(&nodes)
+        .map(|(spec, node)| super::jvm_node(spec, node.addr))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     let ready = cassandra::start_cluster(lab, &specs, &nodes)
         .await
         .map_err(|e| e.to_string())?;

@@ -20,6 +20,25 @@ mod sentinel;
 /// starting or restarting together otherwise take the CPU from the load generator in bursts.
 const JVM_NICE: i32 = 10;
 
+/// A Kafka or Cassandra node's spec made lab-ready: niced (see `JVM_NICE`), and with the
+/// source-address shim preloaded so its outgoing connections come from `addr` and partitions
+/// between address groups apply to them (harness/shim/bind_source.c).
+pub(super) fn jvm_node(
+    spec: crate::lab::NodeSpec,
+    addr: std::net::Ipv4Addr,
+) -> Result<crate::lab::NodeSpec, LabError> {
+    let shim = find_tool("libfaultline_bind.so").map_err(|_| {
+        LabError::Other(
+            "the source-address shim `libfaultline_bind.so` is not installed (hint: run `cargo xtask deps`)"
+                .into(),
+        )
+    })?;
+    Ok(spec
+        .nice(JVM_NICE)
+        .env("LD_PRELOAD", shim.display().to_string())
+        .env("FAULTLINE_BIND_ADDR", addr.to_string()))
+}
+
 /// Readiness deadlines: generous for a loaded 2-core machine, never a sleep.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -19,6 +19,10 @@ pub const CONSISTENCY_LEVELS: &[&str] = &[
     "local_one",
 ];
 
+/// Each writing CQL workload writes keys `[i * CQL_KEY_RANGE, (i + 1) * CQL_KEY_RANGE)`: far
+/// more than the generator's 10 M ops per workload.
+pub const CQL_KEY_RANGE: u64 = 1_000_000_000_000;
+
 impl Resolver<'_> {
     pub(super) fn cassandra_cluster(
         &mut self,
@@ -137,6 +141,11 @@ impl Resolver<'_> {
                 consistency,
                 read_keys: read.then(|| spec.keyspace.as_ref().map_or(10_000, |k| k.value.max(1))),
                 value_size: spec.value_size.as_ref().map_or(64, |v| v.value as usize),
+                key_base: if read {
+                    0
+                } else {
+                    self.next_cql_writer() * CQL_KEY_RANGE
+                },
             },
         })
     }

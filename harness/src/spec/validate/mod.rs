@@ -44,6 +44,7 @@ pub fn validate_str(label: &str, source: &str) -> Result<Plan, Vec<Diagnostic>> 
     };
     let plan = Resolver {
         diags: &mut diags,
+        cql_writers: 0,
         reported: BTreeSet::new(),
     }
     .resolve(label, file);
@@ -56,6 +57,8 @@ pub fn validate_str(label: &str, source: &str) -> Result<Plan, Vec<Diagnostic>> 
 
 struct Resolver<'a> {
     diags: &'a mut Diagnostics,
+    /// Writing CQL workloads seen so far (each gets its own key range).
+    cql_writers: u64,
     /// Nodes already reported (e.g. of an unknown kind): references to them are not reported
     /// again, so one mistake gives one message.
     reported: BTreeSet<String>,
@@ -166,6 +169,11 @@ impl Resolver<'_> {
     }
 
     // ---- helpers --------------------------------------------------------------------------
+
+    fn next_cql_writer(&mut self) -> u64 {
+        self.cql_writers += 1;
+        self.cql_writers - 1
+    }
 
     fn duration(&mut self, value: &At<Scalar>, field: &str) -> Option<Duration> {
         self.unit(value, field, parse_duration)

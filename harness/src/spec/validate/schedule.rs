@@ -526,8 +526,50 @@ impl Resolver<'_> {
                 "the two sides of a partition share a node",
             );
         }
-        // Every node-to-node link goes through its own proxy listener, and on the lab's shared
-        // loopback every client socket's source is 127.0.0.1; so a partition cuts the links'
+        let desc = format!(
+            "{} {} {}",
+            between.value[0].value,
+            if one_way { "-/->" } else { "<-/->" },
+            between.value[1].value
+        );
+        // Nodes that source their connections from their own address (Redis and Sentinel with
+        // `bind-source-addr`, Kafka and Cassandra through the preloaded shim) are cut by their
+        // addresses directly: exactly the traffic between the two sides.
+        let addressable = |side: &[String]| {
+            side.iter().all(|n| {
+                topo.node(n).is_some_and(|n| {
+                    matches!(
+                        n.kind,
+                        NodeKind::Redis
+                            | NodeKind::Sentinel
+                            | NodeKind::Kafka
+                            | NodeKind::Cassandra
+                    )
+                })
+            })
+        };
+        if addressable(&a) && addressable(&b) {
+            let addrs = |side: &[String]| -> Vec<Ipv4Addr> {
+                side.iter()
+                    .filter_map(|n| topo.node(n))
+                    .map(|n| n.addr)
+                    .collect()
+            };
+            return Some((
+                FaultAction::Partition {
+                    a: addrs(&a),
+                    b: addrs(&b),
+                    direction: if one_way {
+                        Direction::OneWay
+                    } else {
+                        Direction::Both
+                    },
+                },
+                desc,
+            ));
+        }
+        // Services reach nodes through their own proxy listeners, and on the lab's shared
+        // loopback every such client socket's source is 127.0.0.1; so a partition cuts the links'
         // proxy addresses (exact: only that client uses that proxy), not node source addresses.
         let links = |from: &[String], to: &[String]| -> Vec<Ipv4Addr> {
             topo.proxies
@@ -554,12 +596,6 @@ impl Resolver<'_> {
                 "a partition cuts the links (through their proxies) from one side to the other",
             );
         }
-        let desc = format!(
-            "{} {} {}",
-            between.value[0].value,
-            if one_way { "-/->" } else { "<-/->" },
-            between.value[1].value
-        );
         let loopback_source = vec![Ipv4Addr::LOCALHOST];
         Some((
             FaultAction::Partition {
