@@ -82,6 +82,16 @@ pub fn ack_evidence(record: &WorkloadRecord, default_by: &str) -> AckEvidence {
     }
 }
 
+/// Who acknowledged the last write that completed before `start_ms` (the leader a failover
+/// replaces).
+pub fn last_acker_before(acks: &AckEvidence, start_ms: i64) -> Option<String> {
+    acks.runs
+        .iter()
+        .rev()
+        .find(|r| r.by.is_some() && r.from_ms < start_ms)
+        .and_then(|r| r.by.clone())
+}
+
 /// What a read-back found: op index -> how many times (1 for a key store; messages may repeat),
 /// plus op indices found holding another op's value.
 #[derive(Debug, Clone, Default)]

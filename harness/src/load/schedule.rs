@@ -26,6 +26,8 @@ use super::tables::{ErrorSamples, TagTable};
 const DRAIN_SLACK: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
+// One executor per workload (not per op): the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Executor {
     Http(HttpExec),
     Redis(RedisExec),

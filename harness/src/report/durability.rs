@@ -72,12 +72,7 @@ fn failover_timeline(out: &mut String, e: &Evidence, fault: &FaultWindow) {
         return;
     }
     for acks in &e.acks {
-        let before = acks
-            .runs
-            .iter()
-            .filter(|r| r.by.is_some() && r.from_ms < start)
-            .last()
-            .and_then(|r| r.by.clone());
+        let before = crate::ledger::last_acker_before(acks, start);
         if let Some(run) = acks
             .runs
             .iter()

@@ -300,7 +300,7 @@ async fn execute(
         let Some(record) = records.iter().find(|r| r.plan_name == w.plan.name) else {
             continue;
         };
-        match ledger_read_back(&plan, &w.plan, record).await {
+        match ledger_read_back(&w.plan, record).await {
             Ok(Some(back)) => {
                 let target = plan.node(&w.target).map(|n| n.socket().to_string());
                 evidence.acks.push(crate::ledger::ack_evidence(
@@ -376,7 +376,6 @@ async fn execute(
 /// The read-back of a ledger workload (`set_unique` Redis, every Kafka workload); `None` for
 /// workloads without a ledger.
 async fn ledger_read_back(
-    plan: &Plan,
     w: &load::WorkloadPlan,
     record: &WorkloadRecord,
 ) -> Result<Option<crate::ledger::ReadBack>, String> {
@@ -430,7 +429,6 @@ async fn ledger_read_back(
     let load::WorkloadKind::Kafka { target, .. } = &w.kind else {
         return redis_evidence::read_back(w, record).await;
     };
-    let _ = plan;
     crate::components::kafka::wait_fully_replicated(
         &target.bootstrap,
         &target.topic,

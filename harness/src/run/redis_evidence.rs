@@ -254,7 +254,8 @@ mod tests {
 
     #[test]
     fn sentinel_lines_parse_to_utc_milliseconds() {
-        let cases: &[(&str, Option<(u64, &str, &str)>)] = &[
+        type Parsed<'a> = Option<(u64, &'a str, &'a str)>;
+        let cases: &[(&str, Parsed)] = &[
             (
                 "3217:X 21 Nov 2026 09:10:07.532 # +switch-master r1 127.0.1.1 6379 127.0.1.2 6379",
                 Some((

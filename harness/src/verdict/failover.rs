@@ -93,15 +93,9 @@ pub fn judge(
 
 /// (failover ms, how it was found) by acknowledging server.
 fn by_server(acks: &AckEvidence, start: i64, end: i64) -> Result<(i64, String), String> {
-    let old = acks
-        .runs
-        .iter()
-        .filter(|r| r.by.is_some() && r.from_ms < start)
-        .last()
-        .and_then(|r| r.by.clone())
-        .ok_or(
-            "no write was acknowledged before the fault, so there is no old leader to replace",
-        )?;
+    let old = crate::ledger::last_acker_before(acks, start).ok_or(
+        "no write was acknowledged before the fault, so there is no old leader to replace",
+    )?;
     for run in acks.runs.iter().filter(|r| r.to_ms >= start) {
         match &run.by {
             Some(by) if *by != old => {

@@ -53,27 +53,27 @@ impl Resolver<'_> {
                 .min_insync_replicas
                 .as_ref()
                 .map_or(rf.min(2), |m| m.value);
-            if !(1..=1000).contains(&partitions) {
-                if let Some(p) = &t.partitions {
-                    self.diags
-                        .error(&p.referenced, "`partitions` must be 1..=1000");
-                }
+            if !(1..=1000).contains(&partitions)
+                && let Some(p) = &t.partitions
+            {
+                self.diags
+                    .error(&p.referenced, "`partitions` must be 1..=1000");
             }
-            if rf == 0 || rf > max_rf {
-                if let Some(r) = &t.replication_factor {
-                    self.diags.error(
-                        &r.referenced,
-                        format!("`replication_factor` must be 1..={max_rf} (the kafka nodes)"),
-                    );
-                }
+            if (rf == 0 || rf > max_rf)
+                && let Some(r) = &t.replication_factor
+            {
+                self.diags.error(
+                    &r.referenced,
+                    format!("`replication_factor` must be 1..={max_rf} (the kafka nodes)"),
+                );
             }
-            if min_isr == 0 || min_isr > rf {
-                if let Some(m) = &t.min_insync_replicas {
-                    self.diags.error(
-                        &m.referenced,
-                        format!("`min_insync_replicas` must be 1..={rf} (the replication factor)"),
-                    );
-                }
+            if (min_isr == 0 || min_isr > rf)
+                && let Some(m) = &t.min_insync_replicas
+            {
+                self.diags.error(
+                    &m.referenced,
+                    format!("`min_insync_replicas` must be 1..={rf} (the replication factor)"),
+                );
             }
             topics.push(PlannedTopic {
                 name: t.name.value.clone(),
