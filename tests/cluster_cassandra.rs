@@ -26,36 +26,12 @@ const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[test]
 fn dc2_loss_keeps_local_quorum_writes_and_loses_nothing_acknowledged() {
-    let libs = match cassandra::libs_dir() {
-        Ok(libs) => libs,
-        Err(e) if std::env::var_os("FAULTLINE_REQUIRE_CLUSTER").is_none() => {
-            eprintln!("skipped: {e} (set FAULTLINE_REQUIRE_CLUSTER=1 to make this a failure)");
-            return;
-        }
-        Err(e) => panic!("FAULTLINE_REQUIRE_CLUSTER is set but {e}"),
+    let Some(libs) = faultline_tests::cluster_jars_or_skip(cassandra::libs_dir()) else {
+        return;
     };
-    // The lab is entered by the thread that builds the runtime; a dedicated thread keeps the
-    // test harness's own threads out of it.
-    let joined = std::thread::spawn(move || {
-        let handle = lab::enter_new_lab(&lab::new_run_id()).expect("enter a new lab");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let lab = Lab::new(handle);
-            let outcome = scenario(&lab, libs).await;
-            lab.shutdown().await.expect("lab shutdown");
-            outcome
-        })
-    })
-    .join();
-    match joined {
-        Ok(Ok(())) => {}
-        Ok(Err(message)) => panic!("{message}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    faultline_tests::in_new_lab(Box::new(move |lab| {
+        Box::pin(async move { scenario(&lab, libs).await })
+    }));
 }
 
 fn nodes() -> Vec<CassandraNode> {
@@ -118,7 +94,11 @@ async fn scenario(lab: &Lab, libs: std::path::PathBuf) -> Result<(), String> {
 
     let mut acked = write_phase(&client, 0, "healthy").await?;
     for node in &cluster.nodes {
-        eprintln!("  {} RSS {} MiB", node.name, rss_mib(node.pid).unwrap_or(0));
+        eprintln!(
+            "  {} RSS {} MiB",
+            node.name,
+            faultline_tests::rss_mib(node.pid).unwrap_or(0)
+        );
     }
 
     // Lose dc2 whole: every node SIGKILLed at once.
@@ -212,17 +192,4 @@ async fn write_phase(client: &Arc<CqlClient>, first: u64, phase: &str) -> Result
         ));
     }
     Ok(acked)
-}
-
-fn rss_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024)
 }

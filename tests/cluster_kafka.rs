@@ -31,35 +31,12 @@ const FAILOVER_INTERVAL: Duration = Duration::from_millis(5);
 
 #[test]
 fn partition_leader_kill_fails_over_within_30s_and_loses_nothing_acknowledged() {
-    if let Err(e) = kafka::libs_dir() {
-        if std::env::var_os("FAULTLINE_REQUIRE_CLUSTER").is_none() {
-            eprintln!("skipped: {e} (set FAULTLINE_REQUIRE_CLUSTER=1 to make this a failure)");
-            return;
-        }
-        panic!("FAULTLINE_REQUIRE_CLUSTER is set but {e}");
+    if faultline_tests::cluster_jars_or_skip(kafka::libs_dir()).is_none() {
+        return;
     }
-    // The lab is entered by the thread that builds the runtime; a dedicated thread keeps the
-    // test harness's own threads out of it.
-    let joined = std::thread::spawn(move || {
-        let handle = lab::enter_new_lab(&lab::new_run_id()).expect("enter a new lab");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let lab = Lab::new(handle);
-            let outcome = scenario(&lab).await;
-            lab.shutdown().await.expect("lab shutdown");
-            outcome
-        })
-    })
-    .join();
-    match joined {
-        Ok(Ok(())) => {}
-        Ok(Err(message)) => panic!("{message}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    faultline_tests::in_new_lab(Box::new(|lab| {
+        Box::pin(async move { scenario(&lab).await })
+    }));
 }
 
 fn nodes() -> Vec<KafkaNode> {
@@ -152,7 +129,10 @@ async fn scenario(lab: &Lab) -> Result<(), String> {
         "a message read back twice"
     );
     for (name, pid) in &pids {
-        eprintln!("  {name} RSS {} MiB", rss_mib(*pid).unwrap_or(0));
+        eprintln!(
+            "  {name} RSS {} MiB",
+            faultline_tests::rss_mib(*pid).unwrap_or(0)
+        );
     }
 
     // Failover: SIGKILL the leader of partition 0 while a steady stream of produces goes on.
@@ -299,17 +279,4 @@ async fn produce_all(producer: &Arc<KafkaProducer>, range: std::ops::Range<u64>)
         }
     }
     out
-}
-
-fn rss_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024)
 }

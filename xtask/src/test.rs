@@ -240,7 +240,10 @@ fn display_plain(cmd: &std::process::Command) -> String {
 pub fn test(ctx: &Ctx, args: &TestArgs) -> Result<i32, String> {
     deps::run(ctx)?;
     build(ctx)?;
-    println!("==> tests get FAULTLINE_TOOLS={}", ctx.tools().display());
+    println!(
+        "==> tests get FAULTLINE_TOOLS={} FAULTLINE_REQUIRE_CLUSTER=1",
+        ctx.tools().display()
+    );
 
     let profile = args.profile();
     let (user_filtersets, nextest_args) = args.split_filtersets();
@@ -258,7 +261,10 @@ pub fn test(ctx: &Ctx, args: &TestArgs) -> Result<i32, String> {
         }
         let filter = tier_filter(tier, &user_filtersets);
         let mut cmd = ctx.command(&ctx.cargo);
-        cmd.args(["nextest", "run", "--workspace", "-E", &filter])
+        // `deps` just installed the clusters' jars: a cluster test that cannot find them must
+        // fail here, not skip.
+        cmd.env("FAULTLINE_REQUIRE_CLUSTER", "1")
+            .args(["nextest", "run", "--workspace", "-E", &filter])
             .args(&nextest_args);
         println!(
             "==> tier {} ({}): {}",

@@ -114,37 +114,11 @@ impl CassandraSettings {
 /// `$FAULTLINE_CACHE/versions.json` (default cache `$HOME/.cache/faultline`), else
 /// `<cache>/cassandra-<VERSION>/libs`. Fails unless the directory holds `cassandra-all`.
 pub fn libs_dir() -> Result<PathBuf, LabError> {
-    let cache = std::env::var_os("FAULTLINE_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache/faultline"))
-        })
-        .ok_or_else(|| {
-            LabError::Other(
-                "cannot locate the Cassandra jars: neither `FAULTLINE_CACHE` nor `HOME` is set"
-                    .into(),
-            )
-        })?;
-    let recorded = std::fs::read_to_string(cache.join("versions.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| {
-            v["components"]["cassandra"]["libs"]
-                .as_str()
-                .map(PathBuf::from)
-        });
-    let libs = recorded.unwrap_or_else(|| cache.join(format!("cassandra-{VERSION}/libs")));
-    let main_jar = libs.join(format!("cassandra-all-{VERSION}.jar"));
-    if !main_jar.is_file() {
-        return Err(LabError::Other(format!(
-            "Cassandra {VERSION} is not installed: `{}` is missing (hint: run `cargo xtask deps`)",
-            main_jar.display()
-        )));
-    }
-    Ok(libs)
+    super::installed_jars(
+        "cassandra",
+        VERSION,
+        &format!("cassandra-all-{VERSION}.jar"),
+    )
 }
 
 /// Checks the nodes, writes each node's configuration under `node_dir(name)/conf/` (and makes

@@ -101,53 +101,11 @@ pub fn data_dir(node_dir: &Path) -> PathBuf {
 /// `<cache>/kafka-<version>/libs`, where `<cache>` is `$FAULTLINE_CACHE` or
 /// `$HOME/.cache/faultline` (where `cargo xtask deps` installs it).
 pub fn libs_dir() -> Result<PathBuf, LabError> {
-    let cache = std::env::var_os("FAULTLINE_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache/faultline"))
-        })
-        .ok_or_else(|| {
-            LabError::Other(
-                "cannot locate Kafka: neither `FAULTLINE_CACHE` nor `HOME` is set (hint: run `cargo xtask deps`)"
-                    .into(),
-            )
-        })?;
-    let recorded = std::fs::read_to_string(cache.join("versions.json"))
-        .ok()
-        .and_then(|text| recorded_libs(&text));
-    let candidates = match recorded {
-        Some((version, _)) if version != KAFKA_VERSION => {
-            return Err(LabError::Other(format!(
-                "`{}` records Kafka `{version}` but this harness configures `{KAFKA_VERSION}` (hint: run `cargo xtask deps`)",
-                cache.join("versions.json").display()
-            )));
-        }
-        Some((_, libs)) => vec![libs],
-        None => vec![],
-    };
-    let fallback = cache.join(format!("kafka-{KAFKA_VERSION}")).join("libs");
-    candidates
-        .into_iter()
-        .chain([fallback.clone()])
-        .find(|dir| dir.join(format!("kafka_2.13-{KAFKA_VERSION}.jar")).is_file())
-        .ok_or_else(|| {
-            LabError::Other(format!(
-                "Kafka {KAFKA_VERSION} is not installed (no `kafka_2.13-{KAFKA_VERSION}.jar` in `{}`) (hint: run `cargo xtask deps`)",
-                fallback.display()
-            ))
-        })
-}
-
-/// (version, libs) of `components.kafka` in a versions.json text.
-fn recorded_libs(text: &str) -> Option<(String, PathBuf)> {
-    let json: serde_json::Value = serde_json::from_str(text).ok()?;
-    let kafka = json.get("components")?.get("kafka")?;
-    let version = kafka.get("version")?.as_str()?.to_owned();
-    let libs = kafka.get("libs")?.as_str()?;
-    Some((version, PathBuf::from(libs)))
+    super::installed_jars(
+        "kafka",
+        KAFKA_VERSION,
+        &format!("kafka_2.13-{KAFKA_VERSION}.jar"),
+    )
 }
 
 /// Writes every node's `server.properties` and `log4j.properties` into `node_dir(name)`, formats

@@ -60,26 +60,18 @@ pub fn judge(
                 Some(ledger) => durability::judge_rpo(a, ledger, faults, &mut out),
                 None => out.missing(&a.name, "ledger read-back"),
             },
-            Assertion::Rto(a) => match (
-                timeline.iter().find(|s| s.name == a.workload),
-                faults.iter().find(|f| f.name == a.fault),
-            ) {
-                (Some(summary), Some(fault)) => {
-                    availability::judge_rto(a, summary, fault, &mut out)
-                }
-                (None, _) => out.missing(&a.name, "workload summary"),
-                (_, None) => out.missing(&a.name, "fault window"),
+            Assertion::Rto(a) => match summary_and_fault(timeline, faults, &a.workload, &a.fault) {
+                Ok((summary, fault)) => availability::judge_rto(a, summary, fault, &mut out),
+                Err(what) => out.missing(&a.name, what),
             },
-            Assertion::LocalQuorumSurvival(a) => match (
-                timeline.iter().find(|s| s.name == a.workload),
-                faults.iter().find(|f| f.name == a.fault),
-            ) {
-                (Some(summary), Some(fault)) => {
-                    availability::judge_survival(a, summary, fault, &mut out)
+            Assertion::LocalQuorumSurvival(a) => {
+                match summary_and_fault(timeline, faults, &a.workload, &a.fault) {
+                    Ok((summary, fault)) => {
+                        availability::judge_survival(a, summary, fault, &mut out)
+                    }
+                    Err(what) => out.missing(&a.name, what),
                 }
-                (None, _) => out.missing(&a.name, "workload summary"),
-                (_, None) => out.missing(&a.name, "fault window"),
-            },
+            }
             Assertion::RejoinsAsReplica(a) => {
                 match evidence.roles.iter().find(|r| r.node == a.node) {
                     Some(role) => durability::judge_rejoin(a, role, faults, &mut out),
@@ -89,6 +81,25 @@ pub fn judge(
         }
     }
     out.items
+}
+
+/// The workload's summary and the fault's window an availability assertion reads, or what is
+/// missing.
+fn summary_and_fault<'t>(
+    timeline: &'t [WorkloadSummary],
+    faults: &'t [FaultWindow],
+    workload: &str,
+    fault: &str,
+) -> Result<(&'t WorkloadSummary, &'t FaultWindow), &'static str> {
+    let summary = timeline
+        .iter()
+        .find(|s| s.name == workload)
+        .ok_or("workload summary")?;
+    let window = faults
+        .iter()
+        .find(|f| f.name == fault)
+        .ok_or("fault window")?;
+    Ok((summary, window))
 }
 
 fn breaker_evidence<'e>(

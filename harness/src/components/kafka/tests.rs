@@ -177,11 +177,14 @@ fn versions_json_names_the_libs() {
         "redis": {"version": "7.0.15"},
         "kafka": {"version": "3.9.2", "libs": "/c/kafka-3.9.2/libs", "source": "maven x"}}}"#;
     assert_eq!(
-        recorded_libs(json),
+        crate::components::recorded_libs(json, "kafka"),
         Some(("3.9.2".into(), PathBuf::from("/c/kafka-3.9.2/libs")))
     );
-    assert_eq!(recorded_libs(r#"{"components": {}}"#), None);
-    assert_eq!(recorded_libs("{"), None);
+    assert_eq!(
+        crate::components::recorded_libs(r#"{"components": {}}"#, "kafka"),
+        None
+    );
+    assert_eq!(crate::components::recorded_libs("{", "kafka"), None);
 }
 
 #[test]

@@ -15,6 +15,11 @@ const DEFAULT_REJOIN_WITHIN: Duration = Duration::from_secs(30);
 /// says: the client's reconnect probe interval plus a verification round trip fit well inside.
 const DEFAULT_AGREE_WITHIN: Duration = Duration::from_secs(1);
 
+/// The assertion's `name`, or the default derived from its kind and targets.
+fn verdict_name(spec: &AssertionSpec, default: String) -> String {
+    spec.name.as_ref().map_or(default, |n| n.value.clone())
+}
+
 impl Resolver<'_> {
     pub(super) fn failover(
         &mut self,
@@ -78,10 +83,7 @@ impl Resolver<'_> {
         };
         let max = self.require(&spec.max, &at, "rto", "max")?;
         let max = self.duration(max, "max")?;
-        let name = spec
-            .name
-            .as_ref()
-            .map_or_else(|| format!("rto/{workload}/{fault}"), |n| n.value.clone());
+        let name = verdict_name(spec, format!("rto/{workload}/{fault}"));
         Some(Assertion::Rto(RtoAssertion {
             name,
             workload,
@@ -133,10 +135,7 @@ impl Resolver<'_> {
             );
             return None;
         }
-        let name = spec
-            .name
-            .as_ref()
-            .map_or_else(|| format!("rpo/{workload}"), |n| n.value.clone());
+        let name = verdict_name(spec, format!("rpo/{workload}"));
         Some(Assertion::Rpo(RpoAssertion {
             name,
             workload,
@@ -156,10 +155,7 @@ impl Resolver<'_> {
             Some(d) => self.duration(d, "within")?,
             None => DEFAULT_REJOIN_WITHIN,
         };
-        let name = spec
-            .name
-            .as_ref()
-            .map_or_else(|| format!("rejoin/{node}"), |n| n.value.clone());
+        let name = verdict_name(spec, format!("rejoin/{node}"));
         Some(Assertion::RejoinsAsReplica(RejoinAssertion {
             name,
             node,
