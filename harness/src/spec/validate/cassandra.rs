@@ -115,24 +115,26 @@ impl Resolver<'_> {
             );
             return None;
         }
+        // Both checked before giving up, so both mistakes are reported at once.
         let consistency = match &spec.consistency {
-            None => "local_quorum".to_string(),
+            None => Some("local_quorum".to_string()),
             Some(c) if CONSISTENCY_LEVELS.contains(&c.value.to_lowercase().as_str()) => {
-                c.value.to_lowercase()
+                Some(c.value.to_lowercase())
             }
             Some(c) => {
                 self.unknown(c, "consistency level", CONSISTENCY_LEVELS);
-                return None;
+                None
             }
         };
         let read = match spec.op.as_ref().map(|o| o.value.as_str()) {
-            None | Some("write") => false,
-            Some("read") => true,
+            None | Some("write") => Some(false),
+            Some("read") => Some(true),
             Some(_) => {
                 self.unknown(spec.op.as_ref()?, "cql op", &["write", "read"]);
-                return None;
+                None
             }
         };
+        let (consistency, read) = (consistency?, read?);
         Some(WorkloadKind::Cql {
             target: CqlTarget {
                 contact_points,

@@ -137,7 +137,19 @@ impl Resolver<'_> {
             }
         }
 
-        let fault_names: BTreeSet<String> = faults.iter().map(|f| f.name.clone()).collect();
+        // Every fault's name, including faults with mistakes of their own (already reported):
+        // an assertion naming one is not wrong too.
+        let fault_names: BTreeSet<String> = file
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                f.name.as_ref().map_or_else(
+                    || format!("{}-{}", f.kind.value, i + 1),
+                    |n| n.value.clone(),
+                )
+            })
+            .collect();
         let mut assertions = Vec::new();
         for spec in &file.assertions {
             if let Some(a) = self.assertion(spec, &topo, &names, &fault_names) {
@@ -242,11 +254,13 @@ impl Resolver<'_> {
             return;
         }
         let known: Vec<&str> = known.map(String::as_str).collect();
-        self.diags.error_hint(
-            at,
-            format!("no {what} named `{name}`"),
-            format!("defined: {}", known.join(", ")),
-        );
+        let hint = if known.is_empty() {
+            format!("no {what} is defined")
+        } else {
+            format!("defined: {}", known.join(", "))
+        };
+        self.diags
+            .error_hint(at, format!("no {what} named `{name}`"), hint);
     }
 
     fn identifier(&mut self, name: &At<String>, what: &str) {
