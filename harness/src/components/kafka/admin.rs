@@ -9,6 +9,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::time::Instant;
 
 use crate::errors::LabError;
@@ -70,21 +71,48 @@ pub async fn create_topic(
     let options = AdminOptions::new()
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));
-    let created = tokio::time::timeout_at(deadline, admin.create_topics([&topic], &options))
-        .await
-        .map_err(|_| {
-            LabError::Other(format!(
-                "creating kafka topic `{name}` took longer than {} ms",
-                timeout.as_millis()
-            ))
-        })?
-        .map_err(|e| LabError::Other(format!("creating kafka topic `{name}`: {e}")))?;
-    for result in created {
-        if let Err((topic, code)) = result {
+    // A cluster that has just logged "Kafka Server started" may still drop the first admin
+    // request: librdkafka retires its bootstrap broker handle once the real brokers are known
+    // (`DestroyBroker`), and a controller may not be elected yet. Such answers are retried until
+    // the deadline; a retry that finds the topic already there has succeeded.
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let why = match tokio::time::timeout_at(deadline, admin.create_topics([&topic], &options))
+            .await
+        {
+            Err(_) => {
+                return Err(LabError::Other(format!(
+                    "creating kafka topic `{name}` took longer than {} ms ({attempt} attempt(s))",
+                    timeout.as_millis()
+                )));
+            }
+            Ok(Err(KafkaError::AdminOp(code))) if transient(code) => code.to_string(),
+            Ok(Err(e)) => {
+                return Err(LabError::Other(format!(
+                    "creating kafka topic `{name}`: {e}"
+                )));
+            }
+            Ok(Ok(created)) => match created.into_iter().find_map(Result::err) {
+                None => break,
+                Some((_, RDKafkaErrorCode::TopicAlreadyExists)) if attempt > 1 => break,
+                Some((_, code)) if transient(code) => code.to_string(),
+                Some((topic, code)) => {
+                    return Err(LabError::Other(format!(
+                        "creating kafka topic `{topic}`: the cluster answered `{code:?}` ({code})"
+                    )));
+                }
+            },
+        };
+        if Instant::now() + backoff >= deadline {
             return Err(LabError::Other(format!(
-                "creating kafka topic `{topic}`: the cluster answered `{code:?}` ({code})"
+                "creating kafka topic `{name}`: still failing after {attempt} attempt(s) in {} ms: {why}",
+                timeout.as_millis()
             )));
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
     }
     let left = deadline.saturating_duration_since(Instant::now());
     wait_fully_replicated(bootstrap, name, Some(partitions as usize), left).await?;
@@ -125,6 +153,23 @@ pub async fn wait_fully_replicated(
         tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
         backoff = (backoff * 2).min(Duration::from_millis(500));
     }
+}
+
+/// Answers that a young or changing cluster gives before it settles; worth asking again.
+fn transient(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::DestroyBroker
+            | C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::RequestTimedOut
+            | C::OperationTimedOut
+            | C::NotController
+            | C::LeaderNotAvailable
+            | C::BrokerNotAvailable
+            | C::NotCoordinator
+    )
 }
 
 /// Every partition of `topic`, sorted by partition.
