@@ -88,6 +88,7 @@ async fn scenario(lab: &Lab, libs: std::path::PathBuf) -> Result<(), String> {
             max_in_flight: IN_FLIGHT,
             op_timeout: OP_TIMEOUT,
             address_translation: None,
+            watermark: None,
         })
         .await?,
     );

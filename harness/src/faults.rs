@@ -25,15 +25,20 @@ use crate::toxiproxy::{NewToxic, Stream, ToxicSpec, Toxiproxy};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultAction {
-    /// A toxiproxy toxic on one proxy; undo removes it.
+    /// A toxiproxy toxic on each proxy (one link, or a client's links to a group of nodes);
+    /// undo removes them.
     Toxic {
-        proxy: String,
+        #[serde(alias = "proxy", deserialize_with = "one_or_many")]
+        proxies: Vec<String>,
         spec: ToxicSpec,
         stream: Stream,
         toxicity: f64,
     },
-    /// The proxy is disabled (connections closed, nothing listens); undo re-enables it.
-    LinkDown { proxy: String },
+    /// The proxies are disabled (connections closed, nothing listens); undo re-enables them.
+    LinkDown {
+        #[serde(alias = "proxy", deserialize_with = "one_or_many")]
+        proxies: Vec<String>,
+    },
     /// SIGKILL; undo restarts each node with the same spec and data dir.
     Kill {
         nodes: Vec<String>,
@@ -59,6 +64,20 @@ pub enum FaultAction {
         b: Vec<Ipv4Addr>,
         direction: Direction,
     },
+}
+
+/// Journals recorded before faults could span several links name one `proxy`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// A node chosen by the role it has when the fault fires (a leader moves during a run, so the
@@ -139,10 +158,21 @@ impl FaultContext {
 /// How to reverse an applied fault; lists shrink as parts are undone (retry-safe).
 #[derive(Debug)]
 enum Undo {
-    RemoveToxic { proxy: String, toxic: String },
-    Enable { proxy: String },
-    Start { nodes: Vec<String> },
-    Resume { nodes: Vec<String> },
+    /// The proxies still carrying the toxic.
+    RemoveToxic {
+        proxies: Vec<String>,
+        toxic: String,
+    },
+    /// The proxies still disabled.
+    Enable {
+        proxies: Vec<String>,
+    },
+    Start {
+        nodes: Vec<String>,
+    },
+    Resume {
+        nodes: Vec<String>,
+    },
     Heal(PartitionHandle),
     Nothing,
 }
@@ -294,7 +324,7 @@ async fn apply_resolved(
 
     let undo = match action {
         FaultAction::Toxic {
-            proxy,
+            proxies,
             spec,
             stream,
             toxicity,
@@ -305,17 +335,37 @@ async fn apply_resolved(
                 toxicity: *toxicity,
                 spec: spec.clone(),
             };
-            tp()?.add_toxic(proxy, &toxic).await.map_err(tp_err(id))?;
+            let tp = tp()?;
+            let mut done: Vec<String> = Vec::new();
+            for proxy in proxies {
+                if let Err(e) = tp.add_toxic(proxy, &toxic).await {
+                    // Half a DC's links slowed is not the fault the plan describes: take back
+                    // what was added before reporting.
+                    for added in &done {
+                        let _ = tp.remove_toxic(added, &toxic.name).await;
+                    }
+                    return Err(tp_err(id)(e));
+                }
+                done.push(proxy.clone());
+            }
             Undo::RemoveToxic {
-                proxy: proxy.clone(),
+                proxies: done,
                 toxic: toxic.name,
             }
         }
-        FaultAction::LinkDown { proxy } => {
-            tp()?.set_enabled(proxy, false).await.map_err(tp_err(id))?;
-            Undo::Enable {
-                proxy: proxy.clone(),
+        FaultAction::LinkDown { proxies } => {
+            let tp = tp()?;
+            let mut done: Vec<String> = Vec::new();
+            for proxy in proxies {
+                if let Err(e) = tp.set_enabled(proxy, false).await {
+                    for disabled in &done {
+                        let _ = tp.set_enabled(disabled, true).await;
+                    }
+                    return Err(tp_err(id)(e));
+                }
+                done.push(proxy.clone());
             }
+            Undo::Enable { proxies: done }
         }
         FaultAction::Kill { nodes, .. } => {
             // All at once: a datacenter dies at one instant, not one JVM teardown after another.
@@ -401,25 +451,32 @@ impl FaultGuard {
         let id = self.id.clone();
         let lab = self.ctx.lab.clone();
         match &mut self.undo {
-            Undo::RemoveToxic { proxy, toxic } => {
+            Undo::RemoveToxic { proxies, toxic } => {
                 let tp = self
                     .ctx
                     .toxiproxy
                     .as_ref()
                     .ok_or_else(|| FaultError::NoToxiproxy { fault: id.clone() })?;
-                match tp.remove_toxic(proxy, toxic).await {
-                    // Already gone (a `/reset`, or a retried undo): the wanted outcome.
-                    Ok(()) | Err(ToxiproxyError::Status { status: 404, .. }) => {}
-                    Err(e) => return Err(tp_err(&id)(e)),
+                while let Some(proxy) = proxies.last() {
+                    match tp.remove_toxic(proxy, toxic).await {
+                        // Already gone (a `/reset`, or a retried undo): the wanted outcome.
+                        Ok(()) | Err(ToxiproxyError::Status { status: 404, .. }) => {
+                            proxies.pop();
+                        }
+                        Err(e) => return Err(tp_err(&id)(e)),
+                    }
                 }
             }
-            Undo::Enable { proxy } => {
+            Undo::Enable { proxies } => {
                 let tp = self
                     .ctx
                     .toxiproxy
                     .as_ref()
                     .ok_or_else(|| FaultError::NoToxiproxy { fault: id.clone() })?;
-                tp.set_enabled(proxy, true).await.map_err(tp_err(&id))?;
+                while let Some(proxy) = proxies.last() {
+                    tp.set_enabled(proxy, true).await.map_err(tp_err(&id))?;
+                    proxies.pop();
+                }
             }
             Undo::Start { nodes } => {
                 // Concurrently, as a recovering datacenter comes back; the nodes that failed to
@@ -476,7 +533,7 @@ mod tests {
     #[test]
     fn actions_serialize_as_data() {
         let a = FaultAction::Toxic {
-            proxy: "redis".into(),
+            proxies: vec!["redis".into()],
             spec: ToxicSpec::Latency {
                 latency_ms: 200,
                 jitter_ms: 0,

@@ -45,6 +45,10 @@ pub struct CassandraPlan {
     pub keyspace: String,
     /// (datacenter, replicas), in name order.
     pub replication: Vec<(String, u32)>,
+    /// `hinted_handoff_enabled` on every node.
+    pub hinted_handoff: bool,
+    /// Before the ack ledger is read back, wait until no node holds hints any more.
+    pub read_back_after_hints: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -224,6 +228,29 @@ pub enum Assertion {
     RejoinsAsReplica(RejoinAssertion),
     Rto(RtoAssertion),
     LocalQuorumSurvival(SurvivalAssertion),
+    StaleReads(StaleReadsAssertion),
+    Retries(RetriesAssertion),
+}
+
+/// The client retried: at least `min` messages were sent again after a failed attempt, by
+/// the client library's own account (Kafka: librdkafka's log of failed batches).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RetriesAssertion {
+    pub name: String,
+    pub workload: String,
+    pub min: u64,
+}
+
+/// Reads of the key a writer acknowledged last (`reads_latest_of`) see it: the share that did
+/// not (stale) stays under a bound, over the run or while a fault lasts.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StaleReadsAssertion {
+    pub name: String,
+    pub workload: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// Percentage.
+    pub max_stale_rate: f64,
 }
 
 /// Recovery time: from a fault's start until the workload's success ratio is above a threshold
@@ -261,6 +288,8 @@ impl Assertion {
             Assertion::RejoinsAsReplica(a) => &a.name,
             Assertion::Rto(a) => &a.name,
             Assertion::LocalQuorumSurvival(a) => &a.name,
+            Assertion::StaleReads(a) => &a.name,
+            Assertion::Retries(a) => &a.name,
         }
     }
 }
@@ -393,14 +422,19 @@ impl Plan {
                     ..
                 } => format!("redis {} at {addr}", redis_command_name(*command)),
                 WorkloadKind::Cql { target } => format!(
-                    "cql {} at {} from `{}` ({} contact points), keyspace `{}`",
-                    match target.read_keys {
-                        None => "writes (a new key per op)".to_string(),
-                        Some(k) => format!("reads of {k} keys"),
+                    "cql {} at {} from `{}` ({} contact points{}), keyspace `{}`",
+                    match (target.read_keys, &target.reads_latest_of) {
+                        (None, _) => "writes (a new key per op)".to_string(),
+                        (Some(_), Some(w)) => format!("reads of the key `{w}` acknowledged last"),
+                        (Some(k), None) => format!("reads of {k} keys"),
                     },
                     target.consistency.to_uppercase(),
                     target.local_dc,
                     target.contact_points.len(),
+                    match target.address_translation.len() {
+                        0 => String::new(),
+                        n => format!("; {n} nodes through their proxies"),
+                    },
                     target.keyspace
                 ),
                 WorkloadKind::Kafka { target, producer } => format!(
@@ -532,6 +566,19 @@ pub fn describe_assertion(assertion: &Assertion) -> String {
         Assertion::LocalQuorumSurvival(r) => format!(
             "{}: while `{}` lasts, the error rate of `{}` stays <= {}%",
             r.name, r.fault, r.workload, r.max_error_rate
+        ),
+        Assertion::Retries(r) => format!(
+            "{}: the client of `{}` retried at least {} message(s)",
+            r.name, r.workload, r.min
+        ),
+        Assertion::StaleReads(r) => format!(
+            "{}: reads of `{}` see the last acknowledged write{}: at most {}% stale",
+            r.name,
+            r.workload,
+            r.fault
+                .as_ref()
+                .map_or(String::new(), |f| format!(" while `{f}` lasts")),
+            r.max_stale_rate
         ),
         Assertion::RejoinsAsReplica(r) => format!(
             "{}: `{}` is a connected replica within {} after healing",

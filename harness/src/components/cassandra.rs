@@ -21,6 +21,7 @@
 
 mod cluster;
 mod config;
+mod hints;
 mod schema;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -34,6 +35,7 @@ pub use cluster::{
     CLUSTER_READY_TIMEOUT, ClusterReady, NodeReady, UpWatch, restart_nodes, start_cluster,
 };
 pub use config::{render_logback, render_rackdc, render_yaml, tokens_for};
+pub use hints::wait_hints_delivered;
 pub use schema::{TABLE, create_schema};
 // The consistency levels callers pass to the CQL client (`load::CqlConfig`) and `read_back`.
 pub use scylla::statement::Consistency;
@@ -93,6 +95,8 @@ pub struct CassandraSettings {
     /// it must (bootstrap, replace, the seeds' shadow round); Cassandra's 30 s default buys a
     /// fresh lab nothing.
     pub ring_delay: Duration,
+    /// `hinted_handoff_enabled` (Cassandra's default: on).
+    pub hinted_handoff: bool,
 }
 
 impl CassandraSettings {
@@ -106,6 +110,7 @@ impl CassandraSettings {
             num_tokens: 4,
             node_ready_timeout: Duration::from_secs(180),
             ring_delay: Duration::from_secs(5),
+            hinted_handoff: true,
         }
     }
 }

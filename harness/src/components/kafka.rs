@@ -36,6 +36,8 @@ pub const KAFKA_VERSION: &str = "3.9.2";
 pub const CLIENT_PORT: u16 = 9092;
 /// KRaft quorum port on each node's own address.
 pub const CONTROLLER_PORT: u16 = 9093;
+/// Inter-broker replication (never proxied).
+pub const REPLICATION_PORT: u16 = 9094;
 
 /// One node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +49,7 @@ pub struct KafkaNode {
     /// The node binds `addr:9092` (clients, replication) and `addr:9093` (controllers).
     pub addr: Ipv4Addr,
     /// What the node tells clients to connect to instead of `addr:9092`, e.g. its Toxiproxy
-    /// listener. Replication follows advertised addresses too (the inter-broker listener is the
-    /// client one), so a proxy advertised here also carries the other brokers' fetches.
+    /// listener. Replication has its own listener (`REPLICATION_PORT`), never proxied.
     pub advertised: Option<SocketAddr>,
 }
 

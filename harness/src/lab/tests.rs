@@ -242,7 +242,7 @@ fn latency_toxic_slows_requests_until_undone_and_link_down_refuses() {
         let ctx = FaultContext::new(lab.clone(), Some(tp.clone()));
         let latency = Duration::from_millis(200);
         let action = FaultAction::Toxic {
-            proxy: "redis".into(),
+            proxies: vec!["redis".into()],
             spec: ToxicSpec::Latency {
                 latency_ms: 200,
                 jitter_ms: 0,
@@ -276,7 +276,7 @@ fn latency_toxic_slows_requests_until_undone_and_link_down_refuses() {
             &ctx,
             "link-down",
             &FaultAction::LinkDown {
-                proxy: "redis".into(),
+                proxies: vec!["redis".into()],
             },
         )
         .await

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use scylla::client::PoolSize;
@@ -56,6 +57,10 @@ pub enum CqlOp {
     /// SELECT of key `n % keys`, tagged `hit` (the row holds that key's value), `miss` (no row)
     /// or `mismatch` (a row with another value).
     Read { keys: u64 },
+    /// SELECT of the key a writing workload acknowledged last before this op started (its
+    /// watermark), tagged `fresh` (the row is there), `stale` (no row, or another value: the
+    /// read missed an acknowledged write) or `none` (nothing acknowledged yet; no query sent).
+    ReadLatest,
 }
 
 /// Everything a CQL workload needs. The cluster is up when it is built.
@@ -73,6 +78,9 @@ pub struct CqlConfig {
     /// Node address (as the cluster reports it) -> where to connect instead (a Toxiproxy
     /// listener), for faults on one DC's client path. Nodes not listed are reached directly.
     pub address_translation: Option<HashMap<SocketAddr, SocketAddr>>,
+    /// Write: raised to the last acknowledged key + 1 after every ack. ReadLatest: the writer's,
+    /// read before every op.
+    pub watermark: Option<Arc<AtomicU64>>,
 }
 
 /// A consistency level from its CQL spelling (`local_quorum`, case-insensitive).
@@ -188,9 +196,17 @@ pub(crate) struct CqlExec {
     statement: PreparedStatement,
     op: CqlOp,
     value_size: usize,
+    watermark: Option<Arc<AtomicU64>>,
+    tags: ReadTags,
+}
+
+/// Tag ids of read outcomes; which ones apply depends on the op (`CqlOp`).
+#[derive(Debug, Clone, Copy)]
+struct ReadTags {
     hit: u8,
     miss: u8,
     mismatch: u8,
+    none: u8,
 }
 
 impl std::fmt::Debug for CqlExec {
@@ -222,26 +238,44 @@ impl CqlExec {
         let ks = &config.keyspace;
         let cql = match config.op {
             CqlOp::Write => format!("INSERT INTO {ks}.{TABLE} (k, v, written_at) VALUES (?, ?, ?)"),
-            CqlOp::Read { .. } => format!("SELECT v FROM {ks}.{TABLE} WHERE k = ?"),
+            CqlOp::Read { .. } | CqlOp::ReadLatest => {
+                format!("SELECT v FROM {ks}.{TABLE} WHERE k = ?")
+            }
         };
+        if config.op == CqlOp::ReadLatest && config.watermark.is_none() {
+            return Err(
+                "a read of the latest acknowledged key needs the writer's watermark".into(),
+            );
+        }
         let statement = session
             .prepare(cql.as_str())
             .await
             .map_err(|e| format!("cannot prepare `{cql}`: {e}"))?;
         // Interned up front so the table's order does not depend on which answer came first.
-        let (hit, miss, mismatch) = (
-            tags.intern(b"hit"),
-            tags.intern(b"miss"),
-            tags.intern(b"mismatch"),
-        );
+        let intern = |names: [&[u8]; 4]| ReadTags {
+            hit: tags.intern(names[0]),
+            miss: tags.intern(names[1]),
+            mismatch: tags.intern(names[2]),
+            none: tags.intern(names[3]),
+        };
+        let tags = match config.op {
+            CqlOp::Write => ReadTags {
+                hit: 0,
+                miss: 0,
+                mismatch: 0,
+                none: 0,
+            },
+            CqlOp::Read { .. } => intern([b"hit", b"miss", b"mismatch", b"none"]),
+            // A row that is missing or different both mean the acknowledged write was not seen.
+            CqlOp::ReadLatest => intern([b"fresh", b"stale", b"stale", b"none"]),
+        };
         Ok(CqlExec {
             session,
             statement,
             op: config.op,
             value_size: config.value_size.max(MIN_VALUE_SIZE),
-            hit,
-            miss,
-            mismatch,
+            watermark: config.watermark.clone(),
+            tags,
         })
     }
 
@@ -263,8 +297,15 @@ impl CqlExec {
                     self.session.execute_unpaged(&self.statement, values).await,
                 )
             }
-            CqlOp::Read { keys } => {
-                let k = n % keys.max(1);
+            CqlOp::Read { .. } | CqlOp::ReadLatest => {
+                let k = match (self.op, &self.watermark) {
+                    (CqlOp::ReadLatest, Some(mark)) => match mark.load(Ordering::Acquire) {
+                        0 => return (Outcome::Ok, self.tags.none),
+                        next => next - 1,
+                    },
+                    (CqlOp::Read { keys }, _) => n % keys.max(1),
+                    _ => return (Outcome::Ok, self.tags.none),
+                };
                 (
                     k,
                     self.session
@@ -282,6 +323,9 @@ impl CqlExec {
             }
         };
         if self.op == CqlOp::Write {
+            if let Some(mark) = &self.watermark {
+                mark.fetch_max(key + 1, Ordering::Release);
+            }
             return (Outcome::Ok, 0);
         }
         let row = result
@@ -292,9 +336,9 @@ impl CqlExec {
                     .map_err(|e| e.to_string())
             });
         match row {
-            Ok(None) | Ok(Some((None,))) => (Outcome::Ok, self.miss),
-            Ok(Some((Some(v),))) if is_cql_value(key, &v) => (Outcome::Ok, self.hit),
-            Ok(Some(_)) => (Outcome::Ok, self.mismatch),
+            Ok(None) | Ok(Some((None,))) => (Outcome::Ok, self.tags.miss),
+            Ok(Some((Some(v),))) if is_cql_value(key, &v) => (Outcome::Ok, self.tags.hit),
+            Ok(Some(_)) => (Outcome::Ok, self.tags.mismatch),
             Err(message) => {
                 let outcome = Outcome::Error(ErrorKind::Protocol);
                 samples.note(OutcomeCode::from(outcome), || message);

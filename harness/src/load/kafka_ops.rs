@@ -17,6 +17,7 @@ use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 
 mod read_back;
+mod retries;
 
 pub use read_back::{ReadBack, read_back};
 
@@ -71,6 +72,11 @@ impl ProducerSettings {
         }
         if self.enable_idempotence && !matches!(self.acks.as_str(), "all" | "-1") {
             return Err("`enable_idempotence` needs `acks: all`".into());
+        }
+        if self.enable_idempotence && self.retries == 0 {
+            return Err(
+                "the idempotent producer needs `retries` >= 1 (or `idempotence: false`)".into(),
+            );
         }
         if self.retries > i32::MAX as u32 {
             return Err(format!(
@@ -147,12 +153,18 @@ fn producer_config(
 /// Finding: after a leader is SIGKILLed, librdkafka re-queues the in-flight messages for the new
 /// leader without counting them in `txretries`; only broker error replies (NOT_ENOUGH_REPLICAS,
 /// NOT_LEADER_OR_FOLLOWER, timeouts) do.
-#[derive(Default)]
+/// `retry_log` reads the producer's `msg` debug log for message retries (see `retries`).
 pub(crate) struct ClientStats {
     per_broker: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (u64, u64)>>>,
+    retry_log: std::sync::Arc<retries::RetryLog>,
 }
 
 impl rdkafka::ClientContext for ClientStats {
+    // Only read, never printed: the `msg` debug level logs every batch.
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.retry_log.observe(fac, log_message);
+    }
+
     fn stats_raw(&self, statistics: &[u8]) {
         let Ok(json) = serde_json::from_slice::<serde_json::Value>(statistics) else {
             return;
@@ -178,6 +190,8 @@ pub(crate) struct KafkaExec {
     producer: FutureProducer<ClientStats>,
     /// Shared with the producer's statistics callback.
     stats: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (u64, u64)>>>,
+    /// Shared with the producer's log callback.
+    retry_log: std::sync::Arc<retries::RetryLog>,
     topic: String,
     value_size: usize,
     /// How long an op may wait for room in librdkafka's queue.
@@ -216,7 +230,16 @@ impl KafkaExec {
             config.set(key, value);
         }
         config.set("statistics.interval.ms", STATS_INTERVAL_MS);
-        let context = ClientStats::default();
+        // Batches that failed and the actions taken, for `retries::RetryLog`.
+        config.set("debug", "msg");
+        // rdkafka sets librdkafka's log level from the `log` crate's (`Error` when no logger is
+        // installed), which would drop the debug lines before they reach the callback.
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+        let retry_log = std::sync::Arc::new(retries::RetryLog::new(settings.retries > 0));
+        let context = ClientStats {
+            per_broker: Default::default(),
+            retry_log: retry_log.clone(),
+        };
         let stats = context.per_broker.clone();
         let producer: FutureProducer<ClientStats> = config
             .create_with_context(context)
@@ -224,6 +247,7 @@ impl KafkaExec {
         Ok(KafkaExec {
             producer,
             stats,
+            retry_log,
             topic,
             value_size: settings.value_size,
             queue_timeout: op_timeout,
@@ -232,7 +256,8 @@ impl KafkaExec {
         })
     }
 
-    /// Client-side counters for the journal: `retries` and `disconnects` (see `ClientStats`).
+    /// Client-side counters for the journal: `retries` and `disconnects` (see `ClientStats`),
+    /// `message_retries` and `failed_batches` (see `retries`).
     pub(crate) fn counters(&self) -> std::collections::BTreeMap<String, u64> {
         use rdkafka::producer::Producer;
         // Statistics arrive on librdkafka's schedule; a flush makes the last ones current.
@@ -243,11 +268,21 @@ impl KafkaExec {
         let (retries, disconnects) = seen
             .values()
             .fold((0, 0), |(r, d), (br, bd)| (r + br, d + bd));
-        [
+        let logged = self.retry_log.counts();
+        let mut counters: BTreeMap<String, u64> = [
             ("retries".to_string(), retries),
             ("disconnects".to_string(), disconnects),
+            ("message_retries".to_string(), logged.messages),
+            (
+                "failed_batches".to_string(),
+                logged.errors.values().sum::<u64>(),
+            ),
         ]
-        .into()
+        .into();
+        for (error, n) in logged.errors {
+            counters.insert(format!("failed_batches: {error}"), n);
+        }
+        counters
     }
 
     /// Produces message `n`; tags the outcome with the partition that acknowledged it.

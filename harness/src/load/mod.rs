@@ -137,6 +137,14 @@ pub struct CqlTarget {
     /// gets its own range of 10^12).
     #[serde(default)]
     pub key_base: u64,
+    /// Reads only: each op reads the key this writing workload acknowledged last before the op
+    /// started (instead of `n % read_keys`), so a missing row is a stale read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads_latest_of: Option<String>,
+    /// (node address as the cluster reports it, its Toxiproxy listener): nodes the driver
+    /// reaches through a proxy (`client_proxies`). Empty: every node directly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address_translation: Vec<(SocketAddr, SocketAddr)>,
 }
 
 /// A Sentinel-monitored primary: its master name and the sentinels to ask.
@@ -315,7 +323,7 @@ pub async fn run_workload(
     cancel: watch::Receiver<bool>,
     live: Arc<LiveStats>,
 ) -> Result<WorkloadRecord, LoadError> {
-    prepare(plan)
+    prepare(plan, &AckWatermarks::default())
         .await?
         .run(t0, start_offset, cancel, live)
         .await
@@ -330,9 +338,28 @@ pub struct PreparedWorkload {
     tags: tables::TagTable,
 }
 
+/// The last key each CQL writing workload had acknowledged, shared with the workloads that read
+/// it (`CqlTarget::reads_latest_of`) within one run: read-after-acknowledged-write checks.
+#[derive(Debug, Default)]
+pub struct AckWatermarks(std::sync::Mutex<BTreeMap<String, Arc<std::sync::atomic::AtomicU64>>>);
+
+impl AckWatermarks {
+    /// The watermark of `workload`: 0 until it acknowledges something, then its last acked key + 1.
+    pub fn of(&self, workload: &str) -> Arc<std::sync::atomic::AtomicU64> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(workload.to_string()).or_default().clone()
+    }
+}
+
 /// Validates the plan and builds its client. Errors only for an invalid plan or a client that
-/// cannot be built.
-pub async fn prepare(plan: &WorkloadPlan) -> Result<PreparedWorkload, LoadError> {
+/// cannot be built. Workloads of one run share `watermarks`.
+pub async fn prepare(
+    plan: &WorkloadPlan,
+    watermarks: &AckWatermarks,
+) -> Result<PreparedWorkload, LoadError> {
     plan.validate()?;
     let setup = |detail: String| LoadError::Setup {
         workload: plan.name.clone(),
@@ -409,15 +436,22 @@ pub async fn prepare(plan: &WorkloadPlan) -> Result<PreparedWorkload, LoadError>
                 contact_points: target.contact_points.clone(),
                 local_dc: target.local_dc.clone(),
                 keyspace: target.keyspace.clone(),
-                op: match target.read_keys {
-                    None => cql_ops::CqlOp::Write,
-                    Some(keys) => cql_ops::CqlOp::Read { keys },
+                op: match (target.read_keys, &target.reads_latest_of) {
+                    (None, _) => cql_ops::CqlOp::Write,
+                    (Some(_), Some(_)) => cql_ops::CqlOp::ReadLatest,
+                    (Some(keys), None) => cql_ops::CqlOp::Read { keys },
+                },
+                watermark: match (target.read_keys, &target.reads_latest_of) {
+                    (None, _) => Some(watermarks.of(&plan.name)),
+                    (Some(_), Some(writer)) => Some(watermarks.of(writer)),
+                    (Some(_), None) => None,
                 },
                 consistency: cql_ops::parse_consistency(&target.consistency).map_err(&setup)?,
                 value_size: target.value_size,
                 max_in_flight: plan.max_in_flight,
                 op_timeout: plan.op_timeout,
-                address_translation: None,
+                address_translation: (!target.address_translation.is_empty())
+                    .then(|| target.address_translation.iter().copied().collect()),
             };
             let cql = cql_ops::CqlExec::new(&config, &tags).await.map_err(|e| {
                 setup(format!(

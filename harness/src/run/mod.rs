@@ -194,8 +194,9 @@ async fn execute(
     // Clients are built (and CQL sessions connected) before t0, so that set-up does not eat
     // into the schedule.
     let mut prepared = Vec::new();
+    let watermarks = load::AckWatermarks::default();
     for w in &plan.workloads {
-        match load::prepare(&w.plan).await {
+        match load::prepare(&w.plan, &watermarks).await {
             Ok(p) => prepared.push(p),
             Err(error) => {
                 return failed_journal(
@@ -296,6 +297,7 @@ async fn execute(
     // Roles first: waiting for an old primary to rejoin also lets replication settle before
     // the ledger is read back.
     evidence.roles = redis_evidence::roles(&plan, healed_at, t0).await;
+    let hint_events = wait_for_hints(&plan, t0).await;
     for w in &plan.workloads {
         let Some(record) = records.iter().find(|r| r.plan_name == w.plan.name) else {
             continue;
@@ -322,6 +324,7 @@ async fn execute(
         .map(|r| r.clone())
         .unwrap_or_default();
     evidence.cluster_events = redis_evidence::sentinel_events(&plan, &lab, base);
+    evidence.cluster_events.extend(hint_events);
     redis_evidence::reconfiguration_times(&plan, &mut evidence.roles, &evidence.cluster_events);
     if let Ok(mut events) = shared.events.lock() {
         for e in &evidence.cluster_events {
@@ -375,6 +378,42 @@ async fn execute(
 
 /// The read-back of a ledger workload (`set_unique` Redis, every Kafka workload); `None` for
 /// workloads without a ledger.
+/// `read_back_after: hints`: waits (bounded) until no Cassandra node holds hints, so the
+/// read-back sees what hinted handoff delivered; the outcome is a cluster event.
+async fn wait_for_hints(plan: &Plan, t0: Instant) -> Vec<crate::journal::ClusterEvent> {
+    const HINTS_TIMEOUT: Duration = Duration::from_secs(120);
+    if !plan
+        .cassandra
+        .as_ref()
+        .is_some_and(|c| c.read_back_after_hints)
+    {
+        return Vec::new();
+    }
+    let nodes: Vec<(String, std::net::SocketAddr)> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.kind == crate::plan::NodeKind::Cassandra)
+        .map(|n| (n.name.clone(), n.socket()))
+        .collect();
+    let outcome = crate::components::cassandra::wait_hints_delivered(&nodes, HINTS_TIMEOUT).await;
+    let (event, detail) = match outcome {
+        Ok(took) => (
+            "hints delivered",
+            format!(
+                "no node holds hints ({} ms after healing)",
+                took.as_millis()
+            ),
+        ),
+        Err(left) => ("hints pending", left),
+    };
+    vec![crate::journal::ClusterEvent {
+        at_ms: t0.elapsed().as_millis() as i64,
+        node: "cassandra".into(),
+        event: event.into(),
+        detail,
+    }]
+}
+
 async fn ledger_read_back(
     w: &load::WorkloadPlan,
     record: &WorkloadRecord,

@@ -85,6 +85,13 @@ pub struct TopologySpec {
     /// Named sets of nodes, used as fault targets (`target: backend`) and as address blocks.
     #[serde(default)]
     pub groups: BTreeMap<String, At<Vec<At<String>>>>,
+    /// Nodes (or groups) the load reaches through Toxiproxy, one proxy each, so that link faults
+    /// can target `client-><node>` or `client-><group>` (e.g. latency on one datacenter's
+    /// client path). `cassandra` nodes: the CQL driver connects through the proxies (address
+    /// translation). `kafka` nodes: the brokers advertise their proxies to clients and
+    /// replicate on a separate listener that no proxy slows.
+    #[serde(default)]
+    pub client_proxies: Option<At<Vec<At<String>>>>,
     /// The Kafka cluster that the `kafka` nodes form (one per lab): topics and settings.
     #[serde(default)]
     pub kafka: Option<KafkaSpec>,
@@ -100,6 +107,15 @@ pub struct CassandraSpec {
     pub keyspace: At<String>,
     /// Replicas per datacenter, e.g. `{ dc1: 3, dc2: 3 }`.
     pub replication: BTreeMap<String, At<u64>>,
+    /// Keep writes for a replica that is down as hints and replay them when it returns
+    /// (`hinted_handoff_enabled`, default `true`).
+    #[serde(default)]
+    pub hinted_handoff: Option<At<bool>>,
+    /// `hints`: after healing, wait until no node holds hints (`system_views.pending_hints`,
+    /// at most 2 minutes) before the ack ledger is read back, and record when that was;
+    /// `nothing` (default): read back at once.
+    #[serde(default)]
+    pub read_back_after: Option<At<String>>,
 }
 
 /// Cluster-wide Kafka settings and the topics the harness creates before the load.
@@ -207,6 +223,11 @@ pub struct WorkloadSpec {
     /// cql: `write` (a new key per op, the ack ledger) or `read` (key `n % keyspace`).
     #[serde(default)]
     pub op: Option<At<String>>,
+    /// cql reads: read the key that this (CQL writing) workload acknowledged last before each
+    /// read starts, instead of `n % keyspace`; reads are tagged `fresh`, `stale` (the
+    /// acknowledged row was not there) or `none` (nothing acknowledged yet). For `stale_reads`.
+    #[serde(default)]
+    pub reads_latest_of: Option<At<String>>,
     /// cql: consistency level, e.g. `local_quorum`, `quorum`, `each_quorum`, `one`, `all`.
     #[serde(default)]
     pub consistency: Option<At<String>>,
@@ -300,8 +321,8 @@ pub struct FaultSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSpec {
-    /// `breaker`, `fallback`, `slo`, `failover`, `rpo`, `rejoins_as_replica`, `rto` or
-    /// `local_quorum_survival`.
+    /// `breaker`, `fallback`, `slo`, `failover`, `rpo`, `rejoins_as_replica`, `rto`,
+    /// `local_quorum_survival`, `stale_reads` or `retries`.
     pub kind: At<String>,
     /// Name used in verdict ids (default: derived from the kind and targets).
     #[serde(default)]
@@ -336,7 +357,8 @@ pub struct AssertionSpec {
     /// slo: highest acceptable p50 latency.
     #[serde(default)]
     pub max_p50: Option<At<Scalar>>,
-    /// failover: the fault whose start the failover time is measured from.
+    /// failover, rto, local_quorum_survival: the fault whose start the time is measured from
+    /// (or whose window is judged); stale_reads: judge only reads intended while it lasts.
     #[serde(default)]
     pub fault: Option<At<String>>,
     /// failover: the documented bound on the failover time (`10s`).
@@ -357,6 +379,12 @@ pub struct AssertionSpec {
     /// rto: how long the success ratio must stay above `success_above` (default `5s`).
     #[serde(default)]
     pub sustained: Option<At<Scalar>>,
+    /// retries: fewest messages the client must have retried (default 1).
+    #[serde(default)]
+    pub min_retries: Option<At<u64>>,
+    /// stale_reads: highest acceptable share of reads that missed an acknowledged write (`0%`).
+    #[serde(default)]
+    pub max_stale_rate: Option<At<Scalar>>,
     /// rejoins_as_replica: the node that must come back as a replica.
     #[serde(default)]
     pub node: Option<At<String>>,

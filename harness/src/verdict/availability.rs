@@ -1,10 +1,11 @@
 //! Judges availability through a fault from the per-second windows of a workload (by intended
-//! time): recovery time (RTO) and a datacenter's survival of another's loss.
+//! time): recovery time (RTO), a datacenter's survival of another's loss, and stale reads of
+//! acknowledged writes.
 
 use super::Verdicts;
 use crate::journal::FaultWindow;
 use crate::load::{WindowStats, WorkloadSummary};
-use crate::plan::{RtoAssertion, SurvivalAssertion};
+use crate::plan::{RtoAssertion, StaleReadsAssertion, SurvivalAssertion};
 use crate::units::{format_duration, format_offset_ms};
 
 fn success_pct(w: &WindowStats) -> f64 {
@@ -86,6 +87,68 @@ pub fn judge_rto(a: &RtoAssertion, s: &WorkloadSummary, fault: &FaultWindow, out
     }
 }
 
+/// The per-second windows wholly inside the fault's window (all of them without a fault).
+fn within<'s>(
+    s: &'s WorkloadSummary,
+    fault: Option<&FaultWindow>,
+) -> impl Iterator<Item = &'s WindowStats> {
+    let (from, to) = fault.map_or((0, u64::MAX), |f| {
+        (
+            f.start_ms.max(0) as u64 * 1000,
+            f.end_ms.max(0) as u64 * 1000,
+        )
+    });
+    s.per_second
+        .iter()
+        .filter(move |w| w.from_us >= from && w.to_us <= to)
+}
+
+/// The share of completed reads of the last acknowledged key (tags `fresh` / `stale`) that
+/// did not see it, over the run or while the fault lasted.
+pub fn judge_stale_reads(
+    a: &StaleReadsAssertion,
+    s: &WorkloadSummary,
+    fault: Option<&FaultWindow>,
+    out: &mut Verdicts,
+) {
+    let count = |tag: &str| -> u64 { within(s, fault).filter_map(|w| w.tags.get(tag)).sum() };
+    let (fresh, stale) = (count("fresh"), count("stale"));
+    let errors: u64 = within(s, fault).map(|w| w.errors).sum();
+    let span = fault.map_or(String::new(), |f| {
+        format!(
+            " while `{}` lasts ({} to {})",
+            f.name,
+            format_offset_ms(f.start_ms),
+            format_offset_ms(f.end_ms)
+        )
+    });
+    let expected = format!(
+        "at most {}% of the reads of `{}`{span} miss the last acknowledged write",
+        a.max_stale_rate, a.workload
+    );
+    let at = fault.map(|f| f.start_ms);
+    let reads = fresh + stale;
+    if reads == 0 {
+        out.fail(
+            &a.name,
+            &a.name,
+            &expected,
+            format!("inconclusive: no read of an acknowledged key completed ({errors} failed)"),
+            at,
+        );
+        return;
+    }
+    let rate = 100.0 * stale as f64 / reads as f64;
+    let observed = format!(
+        "{rate:.2}% stale ({stale} of {reads} reads did not see the acknowledged row; {errors} reads failed)"
+    );
+    if rate <= a.max_stale_rate {
+        out.pass(&a.name, &a.name, &expected, observed, at);
+    } else {
+        out.fail(&a.name, &a.name, &expected, observed, at);
+    }
+}
+
 /// The error rate of the workload's ops intended while the fault lasted.
 pub fn judge_survival(
     a: &SurvivalAssertion,
@@ -93,15 +156,7 @@ pub fn judge_survival(
     fault: &FaultWindow,
     out: &mut Verdicts,
 ) {
-    let (from, to) = (
-        fault.start_ms.max(0) as u64 * 1000,
-        fault.end_ms.max(0) as u64 * 1000,
-    );
-    let (ops, errors) = s
-        .per_second
-        .iter()
-        .filter(|w| w.from_us >= from && w.to_us <= to)
-        .fold((0, 0), |(o, e), w| (o + w.ops, e + w.errors));
+    let (ops, errors) = within(s, Some(fault)).fold((0, 0), |(o, e), w| (o + w.ops, e + w.errors));
     let expected = format!(
         "error rate of `{}` while `{}` lasts ({} to {}) <= {}%",
         a.workload,
@@ -121,10 +176,7 @@ pub fn judge_survival(
         return;
     }
     let rate = 100.0 * errors as f64 / ops as f64;
-    let kinds: Vec<String> = s
-        .per_second
-        .iter()
-        .filter(|w| w.from_us >= from && w.to_us <= to)
+    let kinds: Vec<String> = within(s, Some(fault))
         .flat_map(|w| w.errors_by_kind.iter())
         .fold(
             std::collections::BTreeMap::<&str, u64>::new(),

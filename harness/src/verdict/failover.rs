@@ -1,6 +1,7 @@
 //! Judges failover time: from a fault's start until writes are acknowledged again by a new
 //! leader, as the client saw it (its acknowledgement timeline), cross-checked with the
 //! cluster's own log (Sentinel's `+switch-master`, a Kafka leader election).
+//! Also: whether the client retried (a producer's own count of messages sent again).
 //!
 //! Two shapes of evidence:
 //! - servers (Redis): acks name the server that gave them; the old leader is the server of the
@@ -12,7 +13,8 @@
 
 use super::Verdicts;
 use crate::journal::{AckEvidence, ClusterEvent, Evidence, FaultWindow};
-use crate::plan::FailoverAssertion;
+use crate::load::WorkloadSummary;
+use crate::plan::{FailoverAssertion, RetriesAssertion};
 use crate::units::{format_duration, format_offset_ms};
 
 /// Cluster log events that mark the end of a failover.
@@ -158,4 +160,41 @@ fn log_failover(events: &[ClusterEvent], start: i64) -> Option<&ClusterEvent> {
         .iter()
         .filter(|e| e.at_ms >= start && FAILOVER_EVENTS.contains(&e.event.as_str()))
         .min_by_key(|e| e.at_ms)
+}
+
+/// The client library's count of messages sent again (`message_retries`), against the bound.
+pub fn judge_retries(a: &RetriesAssertion, s: &WorkloadSummary, out: &mut Verdicts) {
+    let expected = format!(
+        "the client of `{}` retries at least {} message(s) after failed attempts",
+        a.workload, a.min
+    );
+    let Some(&retried) = s.counters.get("message_retries") else {
+        out.fail(
+            &a.name,
+            &a.name,
+            &expected,
+            "this workload's client reports no retries (only Kafka producers do)".into(),
+            None,
+        );
+        return;
+    };
+    let failed_batches: Vec<String> = s
+        .counters
+        .iter()
+        .filter_map(|(k, v)| Some(format!("{} {v}", k.strip_prefix("failed_batches: ")?)))
+        .collect();
+    let observed = format!(
+        "{retried} message(s) retried; failed batches: {}; {} op(s) failed",
+        if failed_batches.is_empty() {
+            "none".to_string()
+        } else {
+            failed_batches.join(", ")
+        },
+        s.total.errors
+    );
+    if retried >= a.min {
+        out.pass(&a.name, &a.name, &expected, observed, None);
+    } else {
+        out.fail(&a.name, &a.name, &expected, observed, None);
+    }
 }

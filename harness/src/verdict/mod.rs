@@ -72,6 +72,26 @@ pub fn judge(
                     Err(what) => out.missing(&a.name, what),
                 }
             }
+            Assertion::StaleReads(a) => match timeline.iter().find(|s| s.name == a.workload) {
+                Some(summary) => {
+                    let fault = a
+                        .fault
+                        .as_ref()
+                        .map(|f| faults.iter().find(|w| &w.name == f));
+                    match fault {
+                        Some(None) => out.missing(&a.name, "fault window"),
+                        Some(Some(window)) => {
+                            availability::judge_stale_reads(a, summary, Some(window), &mut out)
+                        }
+                        None => availability::judge_stale_reads(a, summary, None, &mut out),
+                    }
+                }
+                None => out.missing(&a.name, "workload summary"),
+            },
+            Assertion::Retries(a) => match timeline.iter().find(|s| s.name == a.workload) {
+                Some(summary) => failover::judge_retries(a, summary, &mut out),
+                None => out.missing(&a.name, "workload summary"),
+            },
             Assertion::RejoinsAsReplica(a) => {
                 match evidence.roles.iter().find(|r| r.node == a.node) {
                     Some(role) => durability::judge_rejoin(a, role, faults, &mut out),

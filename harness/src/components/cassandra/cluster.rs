@@ -285,6 +285,22 @@ fn describe(gaps: &BTreeMap<String, Vec<String>>, verb: &str) -> String {
         .join("; ")
 }
 
+/// A statement that only `node` answers: for node-local tables (`system.peers_v2`,
+/// `system_views.*`).
+pub(super) fn on_node(cql: &str, node: SocketAddr) -> Statement {
+    let mut statement = Statement::new(cql);
+    let profile = ExecutionProfile::builder()
+        .load_balancing_policy(SingleTargetLoadBalancingPolicy::new(
+            NodeIdentifier::NodeAddress(node),
+            None,
+        ))
+        .consistency(Consistency::One)
+        .request_timeout(Some(Duration::from_secs(5)))
+        .build();
+    statement.set_execution_profile_handle(Some(profile.into_handle()));
+    statement
+}
+
 /// For each node, the peers missing from its `system.peers_v2` or listed there without tokens.
 /// Connects `session` on first use; an error means "not yet" to the caller.
 async fn ring_gaps(
@@ -305,17 +321,10 @@ async fn ring_gaps(
     let mut gaps = BTreeMap::new();
     for observer in nodes {
         let fail = |e: String| format!("ring check on `{}`: {e}", observer.name);
-        let mut statement = Statement::new("SELECT peer, tokens FROM system.peers_v2");
-        let target = SocketAddr::from((observer.addr, super::CQL_PORT));
-        let profile = ExecutionProfile::builder()
-            .load_balancing_policy(SingleTargetLoadBalancingPolicy::new(
-                NodeIdentifier::NodeAddress(target),
-                None,
-            ))
-            .consistency(Consistency::One)
-            .request_timeout(Some(Duration::from_secs(5)))
-            .build();
-        statement.set_execution_profile_handle(Some(profile.into_handle()));
+        let statement = on_node(
+            "SELECT peer, tokens FROM system.peers_v2",
+            observer.cql_addr(),
+        );
         let rows = session
             .query_unpaged(statement, ())
             .await

@@ -208,6 +208,8 @@ pub fn render_yaml(
     let _ = writeln!(y, "saved_caches_directory: {}", dir("saved_caches"));
     let _ = writeln!(y, "hints_directory: {}", dir("hints"));
     let _ = writeln!(y, "cdc_raw_directory: {}", dir("cdc_raw"));
+    // Writes for a replica that is down are kept as hints and replayed when it is back.
+    let _ = writeln!(y, "hinted_handoff_enabled: {}", settings.hinted_handoff);
     // Cassandra's defaults: acknowledged writes reach the commit log's page cache at once and
     // disk every 10 s, so a SIGKILL loses nothing the OS already has.
     y.push_str(
@@ -233,7 +235,6 @@ pub fn render_yaml(
          native_transport_max_threads: 32\n\
          auto_snapshot: false\n\
          snapshot_before_compaction: false\n\
-         hinted_handoff_enabled: true\n\
          max_hint_window: 3h\n\
          read_request_timeout: 5000ms\n\
          range_request_timeout: 10000ms\n\

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{CLIENT_PORT, CONTROLLER_PORT, KafkaNode, KafkaSettings};
+use super::{CLIENT_PORT, CONTROLLER_PORT, KafkaNode, KafkaSettings, REPLICATION_PORT};
 use crate::errors::LabError;
 
 pub(super) fn check_nodes(nodes: &[KafkaNode], settings: &KafkaSettings) -> Result<(), LabError> {
@@ -106,19 +106,28 @@ pub fn server_properties(
     set("process.roles", &"broker,controller");
     set("node.id", &node.node_id);
     set("controller.quorum.voters", &voters.join(","));
+    // Clients use PLAINTEXT, which may be advertised as a Toxiproxy listener; brokers replicate
+    // over REPLICATION, always direct, so a fault on the clients' path does not also slow
+    // replication (a partition between nodes still cuts it: same addresses).
     set(
         "listeners",
         &format!(
-            "PLAINTEXT://{0}:{CLIENT_PORT},CONTROLLER://{0}:{CONTROLLER_PORT}",
+            "PLAINTEXT://{0}:{CLIENT_PORT},REPLICATION://{0}:{REPLICATION_PORT},CONTROLLER://{0}:{CONTROLLER_PORT}",
             node.addr
         ),
     );
-    set("advertised.listeners", &format!("PLAINTEXT://{advertised}"));
+    set(
+        "advertised.listeners",
+        &format!(
+            "PLAINTEXT://{advertised},REPLICATION://{}:{REPLICATION_PORT}",
+            node.addr
+        ),
+    );
     set(
         "listener.security.protocol.map",
-        &"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        &"PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT,CONTROLLER:PLAINTEXT",
     );
-    set("inter.broker.listener.name", &"PLAINTEXT");
+    set("inter.broker.listener.name", &"REPLICATION");
     set("controller.listener.names", &"CONTROLLER");
     set("log.dirs", &data_dir.display());
     set("num.partitions", &settings.num_partitions);

@@ -40,9 +40,12 @@ fn server_properties_describe_a_combined_kraft_node() {
     );
     assert_eq!(
         p["listeners"],
-        "PLAINTEXT://127.0.7.2:9092,CONTROLLER://127.0.7.2:9093"
+        "PLAINTEXT://127.0.7.2:9092,REPLICATION://127.0.7.2:9094,CONTROLLER://127.0.7.2:9093"
     );
-    assert_eq!(p["advertised.listeners"], "PLAINTEXT://127.0.7.2:9092");
+    assert_eq!(
+        p["advertised.listeners"],
+        "PLAINTEXT://127.0.7.2:9092,REPLICATION://127.0.7.2:9094"
+    );
     assert_eq!(p["controller.listener.names"], "CONTROLLER");
     assert_eq!(p["log.dirs"], "/lab/kafka-2/data");
     assert_eq!(p["min.insync.replicas"], "2");
@@ -70,11 +73,15 @@ fn server_properties_follow_settings_and_advertised_proxies() {
     };
     let text = server_properties(&nodes[0], &nodes, &settings, Path::new("/d"));
     let p = props(&text);
-    assert_eq!(p["advertised.listeners"], "PLAINTEXT://127.0.250.4:9092");
+    assert_eq!(
+        p["advertised.listeners"],
+        "PLAINTEXT://127.0.250.4:9092,REPLICATION://127.0.7.1:9094"
+    );
     assert_eq!(
         p["listeners"],
-        "PLAINTEXT://127.0.7.1:9092,CONTROLLER://127.0.7.1:9093"
+        "PLAINTEXT://127.0.7.1:9092,REPLICATION://127.0.7.1:9094,CONTROLLER://127.0.7.1:9093"
     );
+    assert_eq!(p["inter.broker.listener.name"], "REPLICATION");
     assert_eq!(p["unclean.leader.election.enable"], "true");
     assert_eq!(p["num.partitions"], "6");
     assert_eq!(p["default.replication.factor"], "2");

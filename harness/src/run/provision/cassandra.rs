@@ -35,7 +35,10 @@ pub(super) async fn start(
             })
         })
         .collect();
-    let settings = CassandraSettings::new(cassandra::libs_dir().map_err(|e| e.to_string())?);
+    let settings = CassandraSettings {
+        hinted_handoff: cluster.hinted_handoff,
+        ..CassandraSettings::new(cassandra::libs_dir().map_err(|e| e.to_string())?)
+    };
     let specs = cassandra::prepare(&nodes, &settings, |name| lab.node_dir(name))
         .map_err(|e| e.to_string())?
         .into_iter()

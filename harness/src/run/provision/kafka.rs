@@ -30,7 +30,12 @@ pub(super) async fn start(
             name: n.name.clone(),
             node_id: i as u32 + 1,
             addr: n.addr,
-            advertised: None,
+            // `client_proxies`: clients are sent to the node's proxy.
+            advertised: plan
+                .proxies
+                .iter()
+                .find(|p| p.link == format!("client->{}", n.name))
+                .map(|p| p.listen),
         })
         .collect();
     let settings = KafkaSettings {

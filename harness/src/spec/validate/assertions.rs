@@ -35,6 +35,8 @@ impl Resolver<'_> {
             "rejoins_as_replica" => &["node", "within"],
             "rto" => &["workload", "fault", "success_above", "sustained", "max"],
             "local_quorum_survival" => &["workload", "fault", "max_error_rate"],
+            "stale_reads" => &["workload", "fault", "max_stale_rate"],
+            "retries" => &["workload", "min_retries"],
             _ => {
                 self.unknown(
                     &spec.kind,
@@ -48,6 +50,8 @@ impl Resolver<'_> {
                         "rejoins_as_replica",
                         "rto",
                         "local_quorum_survival",
+                        "stale_reads",
+                        "retries",
                     ],
                 );
                 return None;
@@ -88,6 +92,14 @@ impl Resolver<'_> {
                 spec.success_above.as_ref().map(|v| v.referenced),
             ),
             ("sustained", spec.sustained.as_ref().map(|v| v.referenced)),
+            (
+                "max_stale_rate",
+                spec.max_stale_rate.as_ref().map(|v| v.referenced),
+            ),
+            (
+                "min_retries",
+                spec.min_retries.as_ref().map(|v| v.referenced),
+            ),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` assertion"));
         let at = spec.kind.referenced;
@@ -157,6 +169,18 @@ impl Resolver<'_> {
             "rpo" => self.rpo(spec, workload?),
             "rto" => self.rto(spec, workload?, faults),
             "local_quorum_survival" => self.survival(spec, workload?, faults),
+            "stale_reads" => self.stale_reads(spec, workload?, faults),
+            "retries" => {
+                let workload = workload?;
+                Some(Assertion::Retries(RetriesAssertion {
+                    name: spec
+                        .name
+                        .as_ref()
+                        .map_or_else(|| format!("retries/{workload}"), |n| n.value.clone()),
+                    workload,
+                    min: spec.min_retries.as_ref().map_or(1, |m| m.value),
+                }))
+            }
             _ => {
                 let service = self
                     .require(&spec.service, &at, kind, "service")

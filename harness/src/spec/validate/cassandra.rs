@@ -1,6 +1,8 @@
 //! Validation of the Cassandra parts: `topology.cassandra` (the keyspace and its per-DC
 //! replication) and `cql` workloads.
 
+use std::net::SocketAddr;
+
 use super::{Resolver, Topology};
 use crate::load::{CqlTarget, WorkloadKind};
 use crate::plan::*;
@@ -81,10 +83,59 @@ impl Resolver<'_> {
                 "`replication` names no datacenter",
             );
         }
+        let hinted_handoff = spec.hinted_handoff.as_ref().is_none_or(|h| h.value);
+        let read_back_after_hints = match spec.read_back_after.as_ref() {
+            None => false,
+            Some(a) if a.value == "nothing" => false,
+            Some(a) if a.value == "hints" => {
+                if !hinted_handoff {
+                    self.diags.error_hint(
+                        &a.referenced,
+                        "`read_back_after: hints` waits for hints, but `hinted_handoff` is off",
+                        "turn `hinted_handoff` on or read back after `nothing`",
+                    );
+                }
+                true
+            }
+            Some(a) => {
+                self.unknown(a, "read_back_after", &["nothing", "hints"]);
+                false
+            }
+        };
         Some(CassandraPlan {
             keyspace: spec.keyspace.value.clone(),
             replication,
+            hinted_handoff,
+            read_back_after_hints,
         })
+    }
+
+    /// Every `reads_latest_of` names a CQL writing workload of the same file.
+    pub(super) fn check_reads_latest_of(
+        &mut self,
+        specs: &[WorkloadSpec],
+        workloads: &[PlannedWorkload],
+    ) {
+        let writers: Vec<&str> = workloads
+            .iter()
+            .filter(|w| {
+                matches!(&w.plan.kind, WorkloadKind::Cql { target } if target.read_keys.is_none())
+            })
+            .map(|w| w.plan.name.as_str())
+            .collect();
+        for of in specs.iter().filter_map(|s| s.reads_latest_of.as_ref()) {
+            if !writers.contains(&of.value.as_str()) {
+                self.diags.error_hint(
+                    &of.referenced,
+                    format!("`{}` is not a cql workload that writes", of.value),
+                    if writers.is_empty() {
+                        "this file has no cql writing workload".to_string()
+                    } else {
+                        format!("writing workloads: {}", writers.join(", "))
+                    },
+                );
+            }
+        }
     }
 
     pub(super) fn cql_workload(
@@ -98,11 +149,28 @@ impl Resolver<'_> {
             Some(dc) => dc.value.clone(),
             None => target.dc.as_ref()?.0.clone(),
         };
+        // Proxied nodes (`client_proxies`) are reached through their proxies: the contact points
+        // directly, every other node by the driver's address translation.
+        let address_translation: Vec<(SocketAddr, SocketAddr)> = topo
+            .nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Cassandra)
+            .filter_map(|n| {
+                let link = format!("client->{}", n.name);
+                let proxy = topo.proxies.iter().find(|p| p.link == link)?;
+                Some((n.socket(), proxy.listen))
+            })
+            .collect();
         let contact_points: Vec<_> = topo
             .nodes
             .iter()
             .filter(|n| n.dc.as_ref().is_some_and(|(dc, _)| *dc == local_dc))
-            .map(|n| n.socket())
+            .map(|n| {
+                address_translation
+                    .iter()
+                    .find(|(node, _)| *node == n.socket())
+                    .map_or(n.socket(), |(_, proxy)| *proxy)
+            })
             .collect();
         if contact_points.is_empty() {
             let at = spec
@@ -135,6 +203,14 @@ impl Resolver<'_> {
             }
         };
         let (consistency, read) = (consistency?, read?);
+        if let (false, Some(of)) = (read, &spec.reads_latest_of) {
+            self.diags.error_hint(
+                &of.referenced,
+                "`reads_latest_of` is for reads",
+                "add `op: read`",
+            );
+            return None;
+        }
         Some(WorkloadKind::Cql {
             target: CqlTarget {
                 contact_points,
@@ -148,6 +224,8 @@ impl Resolver<'_> {
                 } else {
                     self.next_cql_writer() * CQL_KEY_RANGE
                 },
+                reads_latest_of: spec.reads_latest_of.as_ref().map(|w| w.value.clone()),
+                address_translation,
             },
         })
     }

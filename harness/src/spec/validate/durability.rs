@@ -1,5 +1,5 @@
-//! Validation of the durability and failover assertions: `failover`, `rpo` and
-//! `rejoins_as_replica`.
+//! Validation of the durability, failover and availability assertions: `failover`, `rpo`,
+//! `rejoins_as_replica`, `rto`, `local_quorum_survival` and `stale_reads`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -118,6 +118,37 @@ impl Resolver<'_> {
             workload,
             fault,
             max_error_rate,
+        }))
+    }
+
+    pub(super) fn stale_reads(
+        &mut self,
+        spec: &AssertionSpec,
+        workload: String,
+        faults: &BTreeSet<String>,
+    ) -> Option<Assertion> {
+        // Both checked before giving up, so both mistakes are reported at once.
+        let fault = match &spec.fault {
+            Some(_) => self.fault_ref(spec, faults).map(Some),
+            None => Some(None),
+        };
+        let max_stale_rate = match &spec.max_stale_rate {
+            Some(r) => self.unit(r, "max_stale_rate", parse_percent),
+            None => Some(0.0),
+        };
+        let (fault, max_stale_rate) = (fault?, max_stale_rate?);
+        let name = verdict_name(
+            spec,
+            match &fault {
+                Some(f) => format!("stale-reads/{workload}/{f}"),
+                None => format!("stale-reads/{workload}"),
+            },
+        );
+        Some(Assertion::StaleReads(StaleReadsAssertion {
+            name,
+            workload,
+            fault,
+            max_stale_rate,
         }))
     }
 

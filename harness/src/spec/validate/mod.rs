@@ -123,6 +123,7 @@ impl Resolver<'_> {
                 workloads.push(w);
             }
         }
+        self.check_reads_latest_of(&file.load.workloads, &workloads);
         if file.load.workloads.is_empty() {
             self.diags.error(
                 &file.load.duration.referenced,

@@ -52,7 +52,14 @@ impl Resolver<'_> {
                 &[NodeKind::Kafka],
             ),
             "cql" => (
-                &["op", "consistency", "dc", "keyspace", "value_size"],
+                &[
+                    "op",
+                    "consistency",
+                    "dc",
+                    "keyspace",
+                    "value_size",
+                    "reads_latest_of",
+                ],
                 &[NodeKind::Cassandra],
             ),
             _ => {
@@ -97,6 +104,10 @@ impl Resolver<'_> {
                 spec.consistency.as_ref().map(|v| v.referenced),
             ),
             ("dc", spec.dc.as_ref().map(|v| v.referenced)),
+            (
+                "reads_latest_of",
+                spec.reads_latest_of.as_ref().map(|v| v.referenced),
+            ),
         ];
         self.misplaced(&present, allowed, &format!("`{kind}` workload"));
         let rate = self.unit(&spec.rate, "rate", parse_rate);
@@ -391,6 +402,8 @@ impl Resolver<'_> {
         None
     }
 
+    /// The proxies (Toxiproxy names) of `link`: `a->b` itself, or `a->g` for a group `g`, every
+    /// link from `a` to a member of `g` (all of them must exist).
     pub(super) fn link_fault(
         &mut self,
         kind: &str,
@@ -399,29 +412,27 @@ impl Resolver<'_> {
     ) -> Option<(FaultAction, String)> {
         let target = self.require(&spec.target, &spec.kind.referenced, kind, "target")?;
         let link = target.value.replace(' ', "");
-        let Some(proxy) = topo.proxies.iter().find(|p| p.link == link) else {
+        let proxies = links_named(&link, topo);
+        if proxies.is_empty() {
             let known: Vec<&str> = topo.proxies.iter().map(|p| p.link.as_str()).collect();
             self.diags.error_hint(
                 &target.referenced,
                 format!(
-                    "no link `{}`: link faults target a `uses` link written `client->server`",
+                    "no link `{}`: link faults target a `uses` link written `client->server`, \
+                     or `client-><group>` for the load's links to a group of nodes",
                     target.value
                 ),
                 if known.is_empty() {
-                    "no node `uses` another, so there are no links".to_string()
+                    "no node `uses` another and `client_proxies` is empty, so there are no links"
+                        .to_string()
                 } else {
                     format!("links: {}", known.join(", "))
                 },
             );
             return None;
-        };
+        }
         if kind == "link_down" {
-            return Some((
-                FaultAction::LinkDown {
-                    proxy: proxy.name.clone(),
-                },
-                link,
-            ));
+            return Some((FaultAction::LinkDown { proxies }, link));
         }
         let stream = match spec.stream.as_ref().map(|s| s.value.as_str()) {
             None | Some("downstream") => Stream::Downstream,
@@ -484,7 +495,7 @@ impl Resolver<'_> {
         );
         Some((
             FaultAction::Toxic {
-                proxy: proxy.name.clone(),
+                proxies,
                 spec: toxic,
                 stream,
                 toxicity,
@@ -605,5 +616,33 @@ impl Resolver<'_> {
             },
             desc,
         ))
+    }
+}
+
+/// See `Resolver::link_fault`; empty when the link (or one of a group's links) does not exist.
+fn links_named(link: &str, topo: &Topology) -> Vec<String> {
+    if let Some(p) = topo.proxies.iter().find(|p| p.link == link) {
+        return vec![p.name.clone()];
+    }
+    let Some((client, group)) = link.split_once("->") else {
+        return Vec::new();
+    };
+    let Some(members) = topo.groups.get(group) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = members
+        .iter()
+        .filter_map(|m| {
+            let one = format!("{client}->{m}");
+            topo.proxies
+                .iter()
+                .find(|p| p.link == one)
+                .map(|p| p.name.clone())
+        })
+        .collect();
+    if names.len() == members.len() {
+        names
+    } else {
+        Vec::new()
     }
 }

@@ -216,7 +216,59 @@ impl Resolver<'_> {
                 dc,
             });
         }
+        self.client_proxies(file, &nodes, &groups, &mut proxies);
         (nodes, groups, proxies)
+    }
+
+    /// `client_proxies`: one proxy per listed node (or group member) between the load and the
+    /// node, link `client-><node>`. Only clients that can be told to use a proxy qualify: CQL
+    /// (address translation) and Kafka (advertised listeners).
+    fn client_proxies(
+        &mut self,
+        file: &ExperimentFile,
+        nodes: &[PlannedNode],
+        groups: &BTreeMap<String, Vec<String>>,
+        proxies: &mut Vec<PlannedProxy>,
+    ) {
+        let Some(listed) = &file.topology.client_proxies else {
+            return;
+        };
+        for name in &listed.value {
+            let members = match groups.get(&name.value) {
+                Some(members) => members.clone(),
+                None => vec![name.value.clone()],
+            };
+            for member in members {
+                let Some(node) = nodes.iter().find(|n| n.name == member) else {
+                    let known = nodes.iter().map(|n| &n.name).chain(groups.keys());
+                    self.dangling(&name.referenced, "node or group", &name.value, known);
+                    break;
+                };
+                if !matches!(node.kind, NodeKind::Cassandra | NodeKind::Kafka) {
+                    self.diags.error_hint(
+                        &name.referenced,
+                        format!(
+                            "`{}` is a `{}` node: client proxies are for `cassandra` and `kafka` nodes",
+                            node.name,
+                            node.kind.name()
+                        ),
+                        "services reach each other through proxies by `uses`",
+                    );
+                    break;
+                }
+                let link = format!("client->{}", node.name);
+                if proxies.iter().any(|p| p.link == link) {
+                    continue;
+                }
+                let index = proxies.len() as u8 + 1;
+                proxies.push(PlannedProxy {
+                    link,
+                    name: format!("client_to_{}", node.name),
+                    listen: SocketAddr::new(Ipv4Addr::new(127, 0, 250, index).into(), node.port),
+                    upstream: node.socket(),
+                });
+            }
+        }
     }
 
     /// `dc` and `rack`: required on cassandra nodes, refused elsewhere.
