@@ -39,6 +39,10 @@ pub struct ExperimentInfo {
     pub assertions: Vec<String>,
     /// The assertions as judged, so a journal can be re-judged offline.
     pub judged: Vec<crate::plan::Assertion>,
+    /// Workload name -> the datacenter it is pinned to (CQL workloads), for the per-datacenter
+    /// report sections. Empty (and absent from the JSON) when no workload has one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workload_dcs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -36,7 +36,7 @@ enum Command {
         #[arg(long)]
         keep_lab: bool,
     },
-    /// Re-render report.md and junit.xml from journals.
+    /// Re-render report.md, junit.xml and the per-datacenter charts from journals.
     Report {
         #[arg(required = true)]
         journals: Vec<PathBuf>,

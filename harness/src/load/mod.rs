@@ -165,6 +165,19 @@ pub enum RedisCommand {
     SetUnique,
 }
 
+impl WorkloadKind {
+    /// The datacenter the workload is pinned to: a CQL workload's `local_dc` (it never leaves
+    /// it); other kinds have none.
+    pub fn datacenter(&self) -> Option<&str> {
+        match self {
+            WorkloadKind::Cql { target } => Some(&target.local_dc),
+            WorkloadKind::Http { .. } | WorkloadKind::Redis { .. } | WorkloadKind::Kafka { .. } => {
+                None
+            }
+        }
+    }
+}
+
 impl WorkloadPlan {
     /// `floor(rate * duration)`. The small epsilon keeps products such as 0.7 * 10 s, which f64
     /// computes as 6.999..., from losing an op.

@@ -1,10 +1,11 @@
 //! The Markdown report: outcome first, then every verdict with expected vs observed, the fault
-//! timeline, and per-workload phase and per-second tables with fault windows marked.
+//! timeline, the per-datacenter timelines, and per-workload phase and per-second tables with
+//! fault windows marked.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::journal::{Journal, Outcome};
+use crate::journal::{FaultWindow, Journal, Outcome};
 use crate::load::{WindowStats, WorkloadSummary};
 use crate::units::{format_duration, format_offset_ms};
 
@@ -92,6 +93,7 @@ pub fn render_markdown(j: &Journal) -> String {
     }
 
     super::durability::render(&mut out, j);
+    super::timeline::render(&mut out, j);
 
     for w in &j.timeline {
         workload_section(&mut out, j, w);
@@ -156,18 +158,11 @@ fn workload_section(out: &mut String, j: &Journal, w: &WorkloadSummary) {
     );
     for s in &w.per_second {
         let (from_ms, to_ms) = ((s.from_us / 1000) as i64, (s.to_us / 1000) as i64);
-        let active: Vec<&str> = j
-            .experiment
-            .faults
-            .iter()
-            .filter(|f| f.start_ms < to_ms && f.end_ms > from_ms)
-            .map(|f| f.name.as_str())
-            .collect();
         let _ = writeln!(
             out,
             "| {} | {} | {} |",
             format_offset_ms(from_ms),
-            active.join(", "),
+            active_faults(&j.experiment.faults, from_ms, to_ms),
             stats_cells(s)
         );
     }
@@ -175,11 +170,7 @@ fn workload_section(out: &mut String, j: &Journal, w: &WorkloadSummary) {
 }
 
 fn stats_cells(s: &WindowStats) -> String {
-    let rate = if s.ops == 0 {
-        0.0
-    } else {
-        100.0 * s.errors as f64 / s.ops as f64
-    };
+    let rate = error_percent(s.ops, s.errors);
     let (p50, p99, p999, max) = match &s.latency {
         Some(l) => (us(l.p50_us), us(l.p99_us), us(l.p999_us), us(l.max_us)),
         None => ("-".into(), "-".into(), "-".into(), "-".into()),
@@ -197,7 +188,27 @@ fn stats_cells(s: &WindowStats) -> String {
     )
 }
 
-fn us(micros: u64) -> String {
+/// The names of the faults active in `[from_ms, to_ms)`, comma-separated. An instantaneous fault
+/// (a restart: it ends when it starts) counts in the window it happens in.
+pub(super) fn active_faults(faults: &[FaultWindow], from_ms: i64, to_ms: i64) -> String {
+    let active: Vec<&str> = faults
+        .iter()
+        .filter(|f| f.start_ms < to_ms && (f.end_ms > from_ms || f.start_ms >= from_ms))
+        .map(|f| f.name.as_str())
+        .collect();
+    active.join(", ")
+}
+
+/// Errors as a percentage of ops; 0 when there were no ops (nothing failed).
+pub(super) fn error_percent(ops: u64, errors: u64) -> f64 {
+    if ops == 0 {
+        0.0
+    } else {
+        100.0 * errors as f64 / ops as f64
+    }
+}
+
+pub(super) fn us(micros: u64) -> String {
     if micros < 1000 {
         return format!("{micros}us");
     }
@@ -214,6 +225,6 @@ fn ms(millis: u64) -> String {
 }
 
 /// Table cells cannot hold pipes or newlines.
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }

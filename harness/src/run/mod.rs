@@ -542,6 +542,11 @@ fn base_journal(plan: &Plan, run_id: &str, started: SystemTime) -> Journal {
             faults: fault_windows(plan),
             assertions: plan.assertions.iter().map(describe_assertion).collect(),
             judged: plan.assertions.clone(),
+            workload_dcs: plan
+                .workloads
+                .iter()
+                .filter_map(|w| Some((w.plan.name.clone(), w.plan.kind.datacenter()?.to_string())))
+                .collect(),
         },
         run: RunInfo {
             run_id: run_id.to_string(),
@@ -604,4 +609,33 @@ fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The journal keeps which datacenter each workload is pinned to: the per-datacenter report
+    /// sections read it, and the plan is not in the journal.
+    #[test]
+    fn journals_record_workload_datacenters() {
+        let experiments = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            (
+                "000-cassandra/dc-partition-then-loss.yaml",
+                &[("writes-dc1", "dc1"), ("writes-dc2", "dc2")],
+            ),
+            ("000-music-streaming/circuit-breaker.yaml", &[]),
+        ];
+        for (file, want) in cases {
+            let plan = crate::spec::load_file(&experiments.join(file))
+                .unwrap_or_else(|diags| panic!("{file}: {diags:?}"));
+            let journal = base_journal(&plan, "run", UNIX_EPOCH);
+            let want: BTreeMap<String, String> = want
+                .iter()
+                .map(|(w, dc)| (w.to_string(), dc.to_string()))
+                .collect();
+            assert_eq!(journal.experiment.workload_dcs, want, "{file}");
+        }
+    }
 }
