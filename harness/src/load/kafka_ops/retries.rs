@@ -89,7 +89,9 @@ mod tests {
 
     #[test]
     fn failed_batches_are_read_from_librdkafka_lines() {
-        let cases: &[(&str, Option<(u64, &str, bool, bool)>)] = &[
+        /// (messages, error, Retry, Refresh)
+        type Parsed<'a> = Option<(u64, &'a str, bool, bool)>;
+        let cases: &[(&str, Parsed)] = &[
             (
                 "plays [2]: MessageSet with 14 message(s) (MsgId 1201, BaseSeq 1200) encountered error: Local: Broker transport failure (actions Refresh,MsgPossiblyPersisted)",
                 Some((14, "Local: Broker transport failure", false, true)),
