@@ -8,6 +8,7 @@
 
 mod breaker_watch;
 mod collect;
+mod kafka_evidence;
 mod provision;
 mod redis_evidence;
 mod schedule;
@@ -325,6 +326,9 @@ async fn execute(
         .unwrap_or_default();
     evidence.cluster_events = redis_evidence::sentinel_events(&plan, &lab, base);
     evidence.cluster_events.extend(hint_events);
+    evidence
+        .cluster_events
+        .extend(kafka_evidence::leader_events(&plan, &lab, base));
     redis_evidence::reconfiguration_times(&plan, &mut evidence.roles, &evidence.cluster_events);
     if let Ok(mut events) = shared.events.lock() {
         for e in &evidence.cluster_events {

@@ -235,7 +235,7 @@ pub fn parse_sentinel_line(line: &str) -> Option<(u64, &str, &str)> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i32, month: u32, day: u32) -> Option<u64> {
+pub(super) fn days_from_civil(year: i32, month: u32, day: u32) -> Option<u64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }

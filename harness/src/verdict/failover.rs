@@ -60,14 +60,22 @@ pub fn judge(
     );
     observed = format!("{observed} ({})", client_ms.1);
     let mut passed = client_ms.0 <= max_ms;
-    let logged = log_failover(&evidence.cluster_events, start);
+    let logged = if partitions.is_empty() {
+        log_failover(&evidence.cluster_events, start)
+    } else {
+        let topic = resolved.and_then(|r| selector_topic(&r.selector));
+        slowest_election(&evidence.cluster_events, start, topic, &partitions)
+    };
     match logged {
         Some(event) => {
             let log_ms = event.at_ms - start;
             let gap = client_ms.0 - log_ms;
+            let what = match event.event.as_str() {
+                "leader-elected" => format!("`{}` ({})", event.event, event.detail),
+                _ => format!("`{}`", event.event),
+            };
             observed.push_str(&format!(
-                "; cluster log: `{}` by `{}` at {} (client {} after it)",
-                event.event,
+                "; cluster log: {what} by `{}` at {} (client {} after it)",
                 event.node,
                 format_offset_ms(log_ms),
                 format_offset_ms(gap)
@@ -155,6 +163,44 @@ fn by_partition(
 }
 
 /// The earliest failover event the cluster logged after `start`.
+/// Kafka: per affected partition, the first leader election the brokers logged after the
+/// fault; the slowest of them (`None` if a partition has none).
+fn slowest_election<'e>(
+    events: &'e [ClusterEvent],
+    start: i64,
+    topic: Option<&str>,
+    partitions: &[i32],
+) -> Option<&'e ClusterEvent> {
+    let mut slowest: Option<&ClusterEvent> = None;
+    for &p in partitions {
+        let first = events
+            .iter()
+            .filter(|e| e.at_ms >= start && e.event == "leader-elected")
+            .filter(|e| {
+                elected_partition(&e.detail)
+                    .is_some_and(|(t, q)| q == p && topic.is_none_or(|want| want == t))
+            })
+            .min_by_key(|e| e.at_ms)?;
+        if slowest.is_none_or(|s| first.at_ms > s.at_ms) {
+            slowest = Some(first);
+        }
+    }
+    slowest
+}
+
+/// The partition (`topic/p`) a `leader-elected` event's detail names (`plays/0 epoch 1`).
+fn elected_partition(detail: &str) -> Option<(&str, i32)> {
+    let (name, _) = detail.split_once(' ')?;
+    let (topic, p) = name.rsplit_once('/')?;
+    Some((topic, p.parse().ok()?))
+}
+
+/// `leader:plays/0` or `followers:plays/0` -> `plays`.
+fn selector_topic(selector: &str) -> Option<&str> {
+    let (_, target) = selector.split_once(':')?;
+    Some(target.rsplit_once('/')?.0)
+}
+
 fn log_failover(events: &[ClusterEvent], start: i64) -> Option<&ClusterEvent> {
     events
         .iter()
@@ -196,5 +242,44 @@ pub fn judge_retries(a: &RetriesAssertion, s: &WorkloadSummary, out: &mut Verdic
         out.pass(&a.name, &a.name, &expected, observed, None);
     } else {
         out.fail(&a.name, &a.name, &expected, observed, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elected(at_ms: i64, detail: &str) -> ClusterEvent {
+        ClusterEvent {
+            at_ms,
+            node: "k3".into(),
+            event: "leader-elected".into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn the_slowest_affected_partition_election_after_the_fault_is_the_cluster_view() {
+        let events = [
+            elected(-500, "plays/0 epoch 1"),
+            elected(4_000, "plays/0 epoch 2"),
+            elected(4_500, "other/1 epoch 1"),
+            elected(5_000, "plays/1 epoch 1"),
+            elected(6_000, "plays/1 epoch 2"),
+        ];
+        // (topic, partitions, expected event time)
+        let cases: &[(Option<&str>, &[i32], Option<i64>)] = &[
+            (Some("plays"), &[0], Some(4_000)),
+            (Some("plays"), &[0, 1], Some(5_000)),
+            (None, &[1], Some(4_500)),
+            (Some("plays"), &[2], None),
+            (Some("plays"), &[0, 2], None),
+        ];
+        for (topic, partitions, want) in cases {
+            let got = slowest_election(&events, 0, *topic, partitions).map(|e| e.at_ms);
+            assert_eq!(got, *want, "{topic:?} {partitions:?}");
+        }
+        assert_eq!(selector_topic("leader:plays/0"), Some("plays"));
+        assert_eq!(selector_topic("controller"), None);
     }
 }

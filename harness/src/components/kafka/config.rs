@@ -74,6 +74,9 @@ pub(super) fn jvm_options(heap_mb: u32) -> Vec<String> {
             "-XX:-UsePerfData",
             "-Djava.awt.headless=true",
             "-Djava.net.preferIPv4Stack=true",
+            // Log timestamps in UTC, so `run::kafka_evidence` places them on the run's timeline
+            // whatever the machine's zone.
+            "-Duser.timezone=UTC",
         ]
         .map(String::from),
     );
