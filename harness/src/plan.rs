@@ -49,6 +49,8 @@ pub struct CassandraPlan {
     pub hinted_handoff: bool,
     /// Before the ack ledger is read back, wait until no node holds hints any more.
     pub read_back_after_hints: bool,
+    /// Before the ack ledger is read back (after the hints), repair the keyspace.
+    pub read_back_after_repair: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

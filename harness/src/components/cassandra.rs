@@ -14,7 +14,9 @@
 //! - `auto_bootstrap: false`: nothing to stream in a fresh cluster, so no node waits a ring
 //!   delay to join; seeds start first, then the rest together (see `cluster`). Restarts reuse
 //!   the data directory and its saved tokens.
-//! - JMX is off (nodetool is not used; one port less per node).
+//! - JMX listens on loopback only, one port per node (`JMX_PORT_BASE` + the node's index), for
+//!   `nodetool repair` (`repair`); Cassandra binds its local JMX to 127.0.0.1 whatever the
+//!   node's address, hence distinct ports.
 //!
 //! Sub-modules: `config` (rendering, tokens, JVM options), `cluster` (start-up order, cluster
 //! readiness), `schema` (keyspace and table). The CQL client is `load::cql_ops`.
@@ -22,6 +24,7 @@
 mod cluster;
 mod config;
 mod hints;
+mod repair;
 mod schema;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,6 +39,7 @@ pub use cluster::{
 };
 pub use config::{render_logback, render_rackdc, render_yaml, tokens_for};
 pub use hints::wait_hints_delivered;
+pub use repair::repair_primary_ranges;
 pub use schema::{TABLE, create_schema};
 // The consistency levels callers pass to the CQL client (`load::CqlConfig`) and `read_back`.
 pub use scylla::statement::Consistency;
@@ -54,6 +58,8 @@ pub const STORAGE_PORT: u16 = 7000;
 /// The daemon's last start-up line, logged after the native transport's socket is bound (the
 /// earlier `Starting listening for CQL clients on ...` comes just before the bind).
 pub const READY_LINE: &str = "Startup complete";
+/// Local JMX (127.0.0.1) of the node at index i of the cluster: `JMX_PORT_BASE + i`.
+pub const JMX_PORT_BASE: u16 = 7200;
 /// The daemon's main class.
 pub const MAIN_CLASS: &str = "org.apache.cassandra.service.CassandraDaemon";
 
@@ -137,7 +143,7 @@ pub fn prepare(
     let seeds = config::seeds(nodes, settings.seeds_per_dc);
     let jamm = find_jamm(&settings.libs);
     let mut specs = Vec::with_capacity(nodes.len());
-    for node in nodes {
+    for (index, node) in nodes.iter().enumerate() {
         let dir = node_dir(&node.name);
         let conf = dir.join("conf");
         let data = dir.join("data");
@@ -162,9 +168,17 @@ pub fn prepare(
             &render_rackdc(node),
         )?;
         write(&conf.join("logback.xml"), &render_logback())?;
-        specs.push(node_spec(node, settings, &dir, jamm.as_deref()));
+        specs.push(
+            node_spec(node, settings, &dir, jamm.as_deref())
+                .arg(format!("-Dcassandra.jmx.local.port={}", jmx_port(index))),
+        );
     }
     Ok(specs)
+}
+
+/// The local JMX port of the node at `index` in the order `prepare` was given.
+pub fn jmx_port(index: usize) -> u16 {
+    JMX_PORT_BASE.saturating_add(u16::try_from(index).unwrap_or(u16::MAX))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {

@@ -7,6 +7,7 @@
 //! so every runtime thread and child process lives in the lab.
 
 mod breaker_watch;
+mod cassandra_settle;
 mod collect;
 mod kafka_evidence;
 mod provision;
@@ -298,7 +299,12 @@ async fn execute(
     // Roles first: waiting for an old primary to rejoin also lets replication settle before
     // the ledger is read back.
     evidence.roles = redis_evidence::roles(&plan, healed_at, t0).await;
-    let hint_events = wait_for_hints(&plan, t0).await;
+    let hint_events = cassandra_settle::settle(&plan, t0).await;
+    // The experiment asked for a repair before the read-back: without it the read-back is not
+    // the one the experiment describes.
+    for e in hint_events.iter().filter(|e| e.event == "repair failed") {
+        errors.push(format!("repair of `{}` failed: {}", e.node, e.detail));
+    }
     for w in &plan.workloads {
         let Some(record) = records.iter().find(|r| r.plan_name == w.plan.name) else {
             continue;
@@ -382,42 +388,6 @@ async fn execute(
 
 /// The read-back of a ledger workload (`set_unique` Redis, every Kafka workload); `None` for
 /// workloads without a ledger.
-/// `read_back_after: hints`: waits (bounded) until no Cassandra node holds hints, so the
-/// read-back sees what hinted handoff delivered; the outcome is a cluster event.
-async fn wait_for_hints(plan: &Plan, t0: Instant) -> Vec<crate::journal::ClusterEvent> {
-    const HINTS_TIMEOUT: Duration = Duration::from_secs(120);
-    if !plan
-        .cassandra
-        .as_ref()
-        .is_some_and(|c| c.read_back_after_hints)
-    {
-        return Vec::new();
-    }
-    let nodes: Vec<(String, std::net::SocketAddr)> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.kind == crate::plan::NodeKind::Cassandra)
-        .map(|n| (n.name.clone(), n.socket()))
-        .collect();
-    let outcome = crate::components::cassandra::wait_hints_delivered(&nodes, HINTS_TIMEOUT).await;
-    let (event, detail) = match outcome {
-        Ok(took) => (
-            "hints delivered",
-            format!(
-                "no node holds hints ({} ms after healing)",
-                took.as_millis()
-            ),
-        ),
-        Err(left) => ("hints pending", left),
-    };
-    vec![crate::journal::ClusterEvent {
-        at_ms: t0.elapsed().as_millis() as i64,
-        node: "cassandra".into(),
-        event: event.into(),
-        detail,
-    }]
-}
-
 async fn ledger_read_back(
     w: &load::WorkloadPlan,
     record: &WorkloadRecord,

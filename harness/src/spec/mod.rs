@@ -111,11 +111,12 @@ pub struct CassandraSpec {
     /// (`hinted_handoff_enabled`, default `true`).
     #[serde(default)]
     pub hinted_handoff: Option<At<bool>>,
-    /// `hints`: after healing, wait until no node holds hints (`system_views.pending_hints`,
-    /// at most 2 minutes) before the ack ledger is read back, and record when that was;
-    /// `nothing` (default): read back at once.
+    /// What happens after healing and before the ack ledger is read back, in this order:
+    /// `hints` (wait until no node holds hints, `system_views.pending_hints`, at most 2
+    /// minutes) and `repair` (`nodetool repair -full -pr` of the keyspace on every node in
+    /// turn). Each outcome is a cluster event in the journal. Default `[]`: read back at once.
     #[serde(default)]
-    pub read_back_after: Option<At<String>>,
+    pub read_back_after: Option<At<Vec<At<String>>>>,
 }
 
 /// Cluster-wide Kafka settings and the topics the harness creates before the load.

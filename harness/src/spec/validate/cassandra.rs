@@ -84,29 +84,25 @@ impl Resolver<'_> {
             );
         }
         let hinted_handoff = spec.hinted_handoff.as_ref().is_none_or(|h| h.value);
-        let read_back_after_hints = match spec.read_back_after.as_ref() {
-            None => false,
-            Some(a) if a.value == "nothing" => false,
-            Some(a) if a.value == "hints" => {
-                if !hinted_handoff {
-                    self.diags.error_hint(
-                        &a.referenced,
-                        "`read_back_after: hints` waits for hints, but `hinted_handoff` is off",
-                        "turn `hinted_handoff` on or read back after `nothing`",
-                    );
-                }
-                true
+        let (mut read_back_after_hints, mut read_back_after_repair) = (false, false);
+        for step in spec.read_back_after.iter().flat_map(|s| &s.value) {
+            match step.value.as_str() {
+                "hints" if !hinted_handoff => self.diags.error_hint(
+                    &step.referenced,
+                    "`read_back_after: [hints]` waits for hints, but `hinted_handoff` is off",
+                    "turn `hinted_handoff` on, or leave `hints` out",
+                ),
+                "hints" => read_back_after_hints = true,
+                "repair" => read_back_after_repair = true,
+                _ => self.unknown(step, "read_back_after step", &["hints", "repair"]),
             }
-            Some(a) => {
-                self.unknown(a, "read_back_after", &["nothing", "hints"]);
-                false
-            }
-        };
+        }
         Some(CassandraPlan {
             keyspace: spec.keyspace.value.clone(),
             replication,
             hinted_handoff,
             read_back_after_hints,
+            read_back_after_repair,
         })
     }
 
