@@ -168,10 +168,13 @@ pub fn prepare(
             &render_rackdc(node),
         )?;
         write(&conf.join("logback.xml"), &render_logback())?;
-        specs.push(
-            node_spec(node, settings, &dir, jamm.as_deref())
-                .arg(format!("-Dcassandra.jmx.local.port={}", jmx_port(index))),
-        );
+        specs.push(node_spec(
+            node,
+            settings,
+            &dir,
+            jamm.as_deref(),
+            jmx_port(index),
+        ));
     }
     Ok(specs)
 }
@@ -209,6 +212,7 @@ fn node_spec(
     settings: &CassandraSettings,
     dir: &Path,
     jamm: Option<&Path>,
+    jmx_port: u16,
 ) -> NodeSpec {
     let conf = dir.join("conf");
     let heap = settings.heap_mb;
@@ -250,6 +254,7 @@ fn node_spec(
             "-Dcassandra.ring_delay_ms={}",
             settings.ring_delay.as_millis()
         ),
+        format!("-Dcassandra.jmx.local.port={jmx_port}"),
         "-cp".into(),
         format!("{}/*", settings.libs.display()),
         MAIN_CLASS.into(),

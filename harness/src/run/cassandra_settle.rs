@@ -16,7 +16,8 @@ const HINTS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Per node: a few thousand rows repair in seconds, even on a busy machine.
 const REPAIR_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub async fn settle(plan: &Plan, t0: Instant) -> Vec<ClusterEvent> {
+/// `work_dir`: where nodetool's configuration goes (the lab's state directory).
+pub async fn settle(plan: &Plan, t0: Instant, work_dir: &std::path::Path) -> Vec<ClusterEvent> {
     let Some(cluster) = plan.cassandra.as_ref() else {
         return Vec::new();
     };
@@ -25,8 +26,9 @@ pub async fn settle(plan: &Plan, t0: Instant) -> Vec<ClusterEvent> {
         .iter()
         .filter(|n| n.kind == NodeKind::Cassandra)
         .collect();
-    let event = |node: &str, event: &str, detail: String| ClusterEvent {
-        at_ms: t0.elapsed().as_millis() as i64,
+    let now_ms = || t0.elapsed().as_millis() as i64;
+    let event = |at_ms: i64, node: &str, event: &str, detail: String| ClusterEvent {
+        at_ms,
         node: node.into(),
         event: event.into(),
         detail,
@@ -37,6 +39,7 @@ pub async fn settle(plan: &Plan, t0: Instant) -> Vec<ClusterEvent> {
         events.push(
             match cassandra::wait_hints_delivered(&addrs, HINTS_TIMEOUT).await {
                 Ok(took) => event(
+                    now_ms(),
                     "cassandra",
                     "hints delivered",
                     format!(
@@ -44,7 +47,7 @@ pub async fn settle(plan: &Plan, t0: Instant) -> Vec<ClusterEvent> {
                         format_duration(took)
                     ),
                 ),
-                Err(left) => event("cassandra", "hints pending", left),
+                Err(left) => event(now_ms(), "cassandra", "hints pending", left),
             },
         );
     }
@@ -58,7 +61,7 @@ pub async fn settle(plan: &Plan, t0: Instant) -> Vec<ClusterEvent> {
         let libs = match cassandra::libs_dir() {
             Ok(libs) => libs,
             Err(e) => {
-                events.push(event("cassandra", "repair failed", e.to_string()));
+                events.push(event(now_ms(), "cassandra", "repair failed", e.to_string()));
                 return events;
             }
         };
@@ -66,6 +69,7 @@ pub async fn settle(plan: &Plan, t0: Instant) -> Vec<ClusterEvent> {
         let outcomes = cassandra::repair_primary_ranges(
             &java,
             &libs,
+            work_dir,
             &ports,
             &cluster.keyspace,
             REPAIR_TIMEOUT,
@@ -73,8 +77,10 @@ pub async fn settle(plan: &Plan, t0: Instant) -> Vec<ClusterEvent> {
         .await;
         for outcome in outcomes {
             let took = format_duration(outcome.took);
+            let at_ms = outcome.finished.duration_since(t0).as_millis() as i64;
             events.push(match outcome.result {
                 Ok(()) => event(
+                    at_ms,
                     &outcome.node,
                     "repaired",
                     format!(
@@ -82,7 +88,12 @@ pub async fn settle(plan: &Plan, t0: Instant) -> Vec<ClusterEvent> {
                         cluster.keyspace
                     ),
                 ),
-                Err(e) => event(&outcome.node, "repair failed", format!("after {took}: {e}")),
+                Err(e) => event(
+                    at_ms,
+                    &outcome.node,
+                    "repair failed",
+                    format!("after {took}: {e}"),
+                ),
             });
         }
     }

@@ -299,7 +299,7 @@ async fn execute(
     // Roles first: waiting for an old primary to rejoin also lets replication settle before
     // the ledger is read back.
     evidence.roles = redis_evidence::roles(&plan, healed_at, t0).await;
-    let hint_events = cassandra_settle::settle(&plan, t0).await;
+    let hint_events = cassandra_settle::settle(&plan, t0, lab.state_dir()).await;
     // The experiment asked for a repair before the read-back: without it the read-back is not
     // the one the experiment describes.
     for e in hint_events.iter().filter(|e| e.event == "repair failed") {

@@ -15,25 +15,46 @@ use tokio::time::Instant;
 pub struct RepairOutcome {
     pub node: String,
     pub took: Duration,
+    pub finished: Instant,
     /// `Err`: nodetool's exit status and the tail of what it printed.
     pub result: Result<(), String>,
 }
 
+/// nodetool's own logging: warnings and errors only, to stderr (without a configuration logback
+/// logs every DEBUG line of the client's libraries).
+const LOGBACK: &str = r#"<configuration>
+  <appender name="STDERR" class="ch.qos.logback.core.ConsoleAppender">
+    <target>System.err</target>
+    <encoder><pattern>%-5level %msg%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="STDERR"/></root>
+</configuration>
+"#;
+
 /// Repairs `keyspace` from each node (name, JMX port) in turn, each bounded by `timeout`.
+/// `work_dir` receives nodetool's logging configuration.
 pub async fn repair_primary_ranges(
     java: &Path,
     libs: &Path,
+    work_dir: &Path,
     nodes: &[(String, u16)],
     keyspace: &str,
     timeout: Duration,
 ) -> Vec<RepairOutcome> {
+    let logback = work_dir.join("nodetool-logback.xml");
+    let written = std::fs::write(&logback, LOGBACK)
+        .map_err(|e| format!("cannot write `{}`: {e}", logback.display()));
     let mut out = Vec::with_capacity(nodes.len());
     for (node, port) in nodes {
         let started = Instant::now();
-        let result = nodetool_repair(java, libs, *port, keyspace, timeout).await;
+        let result = match &written {
+            Ok(()) => nodetool_repair(java, libs, &logback, *port, keyspace, timeout).await,
+            Err(e) => Err(e.clone()),
+        };
         out.push(RepairOutcome {
             node: node.clone(),
             took: started.elapsed(),
+            finished: Instant::now(),
             result,
         });
     }
@@ -43,6 +64,7 @@ pub async fn repair_primary_ranges(
 async fn nodetool_repair(
     java: &Path,
     libs: &Path,
+    logback: &Path,
     port: u16,
     keyspace: &str,
     timeout: Duration,
@@ -52,6 +74,13 @@ async fn nodetool_repair(
         // A short-lived client JVM: small and quick to start.
         .args(["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
         .args(["-XX:-UsePerfData", "-Djava.net.preferIPv4Stack=true"])
+        .arg(format!("-Dlogback.configurationFile={}", logback.display()))
+        // Cassandra's classes reach into JDK internals in the client too (`FileUtils`).
+        .args(
+            super::config::JVM_OPTIONS
+                .iter()
+                .filter(|o| o.starts_with("--add-")),
+        )
         .arg("-cp")
         .arg(format!("{}/*", libs.display()))
         .arg("org.apache.cassandra.tools.NodeTool")
@@ -77,10 +106,16 @@ async fn nodetool_repair(
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+    // The message, not the Java stack under it.
+    let said: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("at ") && !l.starts_with("..."))
+        .take(3)
+        .collect();
     Err(format!(
         "nodetool repair exited with {}: {}",
         output.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        said.join(" / ")
     ))
 }
