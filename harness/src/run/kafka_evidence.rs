@@ -9,15 +9,12 @@ use crate::lab::Lab;
 use crate::plan::{NodeKind, Plan};
 use crate::run::TimeBase;
 
-use super::redis_evidence::days_from_civil;
+use super::redis_evidence::{days_from_civil, node_logs};
 
 /// Every broker's leader elections, on the run's time base, in time order.
 pub fn leader_events(plan: &Plan, lab: &Lab, base: TimeBase) -> Vec<ClusterEvent> {
     let mut out = Vec::new();
-    for node in plan.nodes.iter().filter(|n| n.kind == NodeKind::Kafka) {
-        let Ok(log) = std::fs::read_to_string(lab.log_path(&node.name)) else {
-            continue;
-        };
+    for (node, log) in node_logs(plan, lab, NodeKind::Kafka) {
         for line in log.lines() {
             let Some(e) = parse_leader_line(line) else {
                 continue;
@@ -27,7 +24,7 @@ pub fn leader_events(plan: &Plan, lab: &Lab, base: TimeBase) -> Vec<ClusterEvent
             }
             out.push(ClusterEvent {
                 at_ms: base.offset_ms(e.unix_ms * 1000),
-                node: node.name.clone(),
+                node: node.to_string(),
                 event: "leader-elected".into(),
                 detail: format!("{}/{} epoch {}", e.topic, e.partition, e.epoch),
             });

@@ -178,13 +178,24 @@ const SENTINEL_EVENTS: &[&str] = &[
     "+convert-to-slave",
 ];
 
+/// The log of every node of `kind` that has one, with the node's name.
+pub(super) fn node_logs<'p>(plan: &'p Plan, lab: &Lab, kind: NodeKind) -> Vec<(&'p str, String)> {
+    plan.nodes
+        .iter()
+        .filter(|n| n.kind == kind)
+        .filter_map(|n| {
+            Some((
+                n.name.as_str(),
+                std::fs::read_to_string(lab.log_path(&n.name)).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// Every sentinel's events of interest, on the run's time base.
 pub fn sentinel_events(plan: &Plan, lab: &Lab, base: TimeBase) -> Vec<ClusterEvent> {
     let mut out = Vec::new();
-    for node in plan.nodes.iter().filter(|n| n.kind == NodeKind::Sentinel) {
-        let Ok(log) = std::fs::read_to_string(lab.log_path(&node.name)) else {
-            continue;
-        };
+    for (node, log) in node_logs(plan, lab, NodeKind::Sentinel) {
         for line in log.lines() {
             let Some((unix_ms, event, detail)) = parse_sentinel_line(line) else {
                 continue;
@@ -192,7 +203,7 @@ pub fn sentinel_events(plan: &Plan, lab: &Lab, base: TimeBase) -> Vec<ClusterEve
             if SENTINEL_EVENTS.contains(&event) {
                 out.push(ClusterEvent {
                     at_ms: base.offset_ms(unix_ms * 1000),
-                    node: node.name.clone(),
+                    node: node.to_string(),
                     event: event.to_string(),
                     detail: detail.to_string(),
                 });

@@ -28,25 +28,18 @@ impl Resolver<'_> {
         faults: &BTreeSet<String>,
     ) -> Option<Assertion> {
         let at = spec.kind.referenced;
-        let fault = self.require(&spec.fault, &at, "failover", "fault")?;
-        if !faults.contains(&fault.value) {
-            self.dangling(&fault.referenced, "fault", &fault.value, faults.iter());
-            return None;
-        }
+        let fault = self.fault_ref(spec, faults)?;
         let max = self.require(&spec.max, &at, "failover", "max")?;
         let max = self.duration(max, "max")?;
         let agree_within = match &spec.agree_within {
             Some(d) => self.duration(d, "agree_within")?,
             None => DEFAULT_AGREE_WITHIN,
         };
-        let name = spec.name.as_ref().map_or_else(
-            || format!("failover/{workload}/{}", fault.value),
-            |n| n.value.clone(),
-        );
+        let name = verdict_name(spec, format!("failover/{workload}/{fault}"));
         Some(Assertion::Failover(FailoverAssertion {
             name,
             workload,
-            fault: fault.value.clone(),
+            fault,
             max,
             agree_within,
         }))
@@ -109,10 +102,7 @@ impl Resolver<'_> {
             "max_error_rate",
         )?;
         let max_error_rate = self.unit(bound, "max_error_rate", parse_percent)?;
-        let name = spec.name.as_ref().map_or_else(
-            || format!("survival/{workload}/{fault}"),
-            |n| n.value.clone(),
-        );
+        let name = verdict_name(spec, format!("survival/{workload}/{fault}"));
         Some(Assertion::LocalQuorumSurvival(SurvivalAssertion {
             name,
             workload,
