@@ -5,7 +5,12 @@
 //! ```text
 //! loadgen http  --url 'http://127.0.0.1:8080/recommendations/u{n%1000}' --rate 2000 --duration 10s --max-in-flight 50
 //! loadgen redis --addr 127.0.0.1:6379 --command set --rate 100000 --duration 5s --max-in-flight 50
+//! loadgen cql   --node 127.0.1.1:9042 --dc dc1 --keyspace bench --rate 20000 --duration 10s --max-in-flight 50
+//! loadgen kafka --bootstrap 127.0.1.1:9092 --topic bench --partitions 3 --rate 100000 --duration 10s --max-in-flight 10000
 //! ```
+//!
+//! CQL and Kafka run against a lab that `faultline lab up` holds (the schema and topics are
+//! its own); the bench runs this inside the lab's namespace with `ip netns exec`.
 //!
 //! It runs the library exactly as `faultline run` does (a multi-threaded tokio runtime, one
 //! `run_workload` from t0), then reads the raw per-op record:
@@ -27,8 +32,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use faultline::load::{
-    LatencySummary, LiveStats, RedisCommand, WorkloadKind, WorkloadPlan, WorkloadRecord,
-    run_workload, summarize,
+    AckWatermarks, CqlTarget, KafkaTarget, LatencySummary, LiveStats, ProducerSettings,
+    RedisCommand, WorkloadKind, WorkloadPlan, WorkloadRecord, prepare, summarize,
 };
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
@@ -66,6 +71,51 @@ enum Workload {
         #[command(flatten)]
         common: Common,
     },
+    /// CQL INSERTs of new keys into `<keyspace>.writes` (the experiments' ledger workload).
+    Cql {
+        /// A node of the local datacenter (the driver learns the others).
+        #[arg(long)]
+        node: SocketAddr,
+        #[arg(long)]
+        dc: String,
+        #[arg(long)]
+        keyspace: String,
+        #[arg(long, default_value = "local_quorum")]
+        consistency: String,
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Kafka produce, one message per op, acknowledged per `--acks`.
+    Kafka {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partitions: u32,
+        #[arg(long, default_value = "all")]
+        acks: String,
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        /// `batch.size` in bytes (librdkafka's default when absent).
+        #[arg(long)]
+        batch_size: Option<u32>,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5ms")]
+        linger: Duration,
+        /// `off`: messages without keys, so no ack ledger could be read back (what it costs).
+        #[arg(long, value_enum, default_value_t = Ledger::On)]
+        ledger: Ledger,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Ledger {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -96,17 +146,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (plan, common) = match &cli.workload {
         Workload::Http { url, common } => (
-            WorkloadPlan {
-                name: "loadgen-http".into(),
-                kind: WorkloadKind::Http {
+            plan_of(
+                "loadgen-http",
+                WorkloadKind::Http {
                     url_template: url.clone(),
                     tag_header: None,
                 },
-                rate_per_sec: common.rate,
-                duration: common.duration,
-                max_in_flight: common.max_in_flight,
-                op_timeout: common.op_timeout,
-            },
+                common,
+            ),
             common,
         ),
         Workload::Redis {
@@ -116,9 +163,9 @@ fn main() -> ExitCode {
             value_size,
             common,
         } => (
-            WorkloadPlan {
-                name: "loadgen-redis".into(),
-                kind: WorkloadKind::Redis {
+            plan_of(
+                "loadgen-redis",
+                WorkloadKind::Redis {
                     addr: *addr,
                     command: match command {
                         RedisOp::Get => RedisCommand::Get,
@@ -129,11 +176,68 @@ fn main() -> ExitCode {
                     value_size: *value_size,
                     sentinel: None,
                 },
-                rate_per_sec: common.rate,
-                duration: common.duration,
-                max_in_flight: common.max_in_flight,
-                op_timeout: common.op_timeout,
-            },
+                common,
+            ),
+            common,
+        ),
+        Workload::Cql {
+            node,
+            dc,
+            keyspace,
+            consistency,
+            value_size,
+            common,
+        } => (
+            plan_of(
+                "loadgen-cql",
+                WorkloadKind::Cql {
+                    target: CqlTarget {
+                        contact_points: vec![*node],
+                        local_dc: dc.clone(),
+                        keyspace: keyspace.clone(),
+                        consistency: consistency.clone(),
+                        read_keys: None,
+                        value_size: *value_size,
+                        key_base: 0,
+                        reads_latest_of: None,
+                        address_translation: Vec::new(),
+                    },
+                },
+                common,
+            ),
+            common,
+        ),
+        Workload::Kafka {
+            bootstrap,
+            topic,
+            partitions,
+            acks,
+            value_size,
+            batch_size,
+            linger,
+            ledger,
+            common,
+        } => (
+            plan_of(
+                "loadgen-kafka",
+                WorkloadKind::Kafka {
+                    target: KafkaTarget {
+                        bootstrap: bootstrap.clone(),
+                        topic: topic.clone(),
+                        partitions: *partitions,
+                        ledger: *ledger == Ledger::On,
+                    },
+                    producer: ProducerSettings {
+                        enable_idempotence: acks == "all",
+                        acks: acks.clone(),
+                        linger: *linger,
+                        value_size: *value_size,
+                        batch_size: *batch_size,
+                        ..ProducerSettings::default()
+                    },
+                },
+                common,
+            ),
             common,
         ),
     };
@@ -157,14 +261,11 @@ fn main() -> ExitCode {
     let record = runtime.block_on(async {
         // Never cancelled: the workload is bounded by its plan (count and hard deadline).
         let (_keep, cancel) = watch::channel(false);
-        run_workload(
-            &plan,
-            Instant::now(),
-            Duration::ZERO,
-            cancel,
-            Arc::new(LiveStats::new()),
-        )
-        .await
+        // Connections first (a CQL session, a Kafka producer), then t0: set-up is not load.
+        let prepared = prepare(&plan, &AckWatermarks::default()).await?;
+        prepared
+            .run(Instant::now(), Duration::ZERO, cancel, Arc::new(LiveStats::new()))
+            .await
     });
     let wall_s = wall.elapsed().as_secs_f64();
     // Runtime threads are joined before the CPU is read, so it is all in.
@@ -176,14 +277,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (cpu_user_s, cpu_sys_s) = cpu_self();
+    let (cpu_user_s, cpu_sys_s, max_rss_kib) = rusage_self();
     let mut line = results(&plan, &record);
     line["worker_threads"] = json!(common.worker_threads);
     line["wall_s"] = json!(wall_s);
     line["cpu_user_s"] = json!(cpu_user_s);
     line["cpu_sys_s"] = json!(cpu_sys_s);
+    line["max_rss_kib"] = json!(max_rss_kib);
     println!("{line}");
     ExitCode::SUCCESS
+}
+
+fn plan_of(name: &str, kind: WorkloadKind, common: &Common) -> WorkloadPlan {
+    WorkloadPlan {
+        name: name.into(),
+        kind,
+        rate_per_sec: common.rate,
+        duration: common.duration,
+        max_in_flight: common.max_in_flight,
+        op_timeout: common.op_timeout,
+    }
 }
 
 fn results(plan: &WorkloadPlan, record: &WorkloadRecord) -> Value {
@@ -255,13 +368,14 @@ fn hdr() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600 * 1_000_000, 3).expect("constant histogram bounds")
 }
 
-/// This process's user and system CPU seconds so far (all threads, joined ones included).
-fn cpu_self() -> (f64, f64) {
+/// This process's user and system CPU seconds so far (all threads, joined ones included) and
+/// its peak resident set in KiB.
+fn rusage_self() -> (f64, f64, i64) {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return (f64::NAN, f64::NAN);
+        return (f64::NAN, f64::NAN, -1);
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(usage.ru_utime), secs(usage.ru_stime))
+    (secs(usage.ru_utime), secs(usage.ru_stime), usage.ru_maxrss)
 }

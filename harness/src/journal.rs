@@ -199,6 +199,50 @@ pub struct ClusterEvent {
     pub detail: String,
 }
 
+/// Cassandra liveness, as a node pushed it to Faultline's listener (`STATUS_CHANGE`) and as the
+/// same node logged it (`InetAddress <addr> is now DOWN`); `detail` names the peer.
+pub const PUSHED_DOWN: &str = "pushed DOWN";
+pub const PUSHED_UP: &str = "pushed UP";
+pub const LOGGED_DOWN: &str = "is now DOWN";
+pub const LOGGED_UP: &str = "is now UP";
+
+/// One push paired with the pushing node's own log line about the same peer and change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushGap {
+    pub node: String,
+    pub peer: String,
+    pub up: bool,
+    pub pushed_ms: i64,
+    /// Push time minus log time.
+    pub gap_ms: i64,
+}
+
+/// Every push that has a log line of its node about the same peer and change, paired with the
+/// nearest such line in time.
+pub fn push_gaps(events: &[ClusterEvent]) -> Vec<PushGap> {
+    events
+        .iter()
+        .filter_map(|push| {
+            let (logged, up) = match push.event.as_str() {
+                PUSHED_DOWN => (LOGGED_DOWN, false),
+                PUSHED_UP => (LOGGED_UP, true),
+                _ => return None,
+            };
+            let nearest = events
+                .iter()
+                .filter(|l| l.event == logged && l.node == push.node && l.detail == push.detail)
+                .min_by_key(|l| (l.at_ms - push.at_ms).abs())?;
+            Some(PushGap {
+                node: push.node.clone(),
+                peer: push.detail.clone(),
+                up,
+                pushed_ms: push.at_ms,
+                gap_ms: push.at_ms - nearest.at_ms,
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedFault {
     pub fault: String,
@@ -303,5 +347,53 @@ impl Journal {
             Outcome::Failed => crate::exit_code::ASSERTION_FAILED,
             Outcome::Invalid | Outcome::InfrastructureError => crate::exit_code::INFRASTRUCTURE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at_ms: i64, node: &str, event: &str, detail: &str) -> ClusterEvent {
+        ClusterEvent {
+            at_ms,
+            node: node.into(),
+            event: event.into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn pairs_each_push_with_the_same_nodes_nearest_log_line() {
+        let events = [
+            event(1_000, "a1", LOGGED_DOWN, "a3"),
+            event(1_004, "a1", PUSHED_DOWN, "a3"),
+            event(1_900, "a2", LOGGED_DOWN, "a3"),
+            event(1_890, "a2", PUSHED_DOWN, "a3"),
+            event(9_000, "a1", LOGGED_UP, "a3"),
+            event(9_150, "a1", PUSHED_UP, "a3"),
+            // A push with no log line of its node: no pair.
+            event(5_000, "b1", PUSHED_DOWN, "a3"),
+        ];
+        let gaps: Vec<(&str, bool, i64, i64)> = push_gaps(&events)
+            .iter()
+            .map(|g| {
+                assert_eq!(g.peer, "a3");
+                (
+                    if g.node == "a1" { "a1" } else { "a2" },
+                    g.up,
+                    g.pushed_ms,
+                    g.gap_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            gaps,
+            vec![
+                ("a1", false, 1_004, 4),
+                ("a2", false, 1_890, -10),
+                ("a1", true, 9_150, 150)
+            ]
+        );
     }
 }

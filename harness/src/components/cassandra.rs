@@ -23,6 +23,7 @@
 
 mod cluster;
 mod config;
+mod events;
 mod hints;
 mod repair;
 mod schema;
@@ -35,8 +36,10 @@ use crate::errors::LabError;
 use crate::lab::{NodeSpec, Readiness};
 
 pub use cluster::{
-    CLUSTER_READY_TIMEOUT, ClusterReady, NodeReady, UpWatch, restart_nodes, start_cluster,
+    CLUSTER_READY_TIMEOUT, ClusterReady, NodeReady, UpWatch, parse_gossip_line, restart_nodes,
+    start_cluster,
 };
+pub use events::{StatusChange, watch_status};
 pub use config::{render_logback, render_rackdc, render_yaml, tokens_for};
 pub use hints::wait_hints_delivered;
 pub use repair::repair_primary_ranges;

@@ -356,15 +356,26 @@ fn clean_orphan(run_id: &str, name: &str, report: &mut CleanReport) {
 /// SIGKILLs every process left in the namespace, waits (bounded) for them to die, deletes it.
 /// Everything inside a lab namespace was started by that lab, so no start-time check is needed
 /// here; the caller holds the lab's lock, so its owner is gone.
-fn empty_and_delete(name: &str) -> Result<(Vec<u32>, bool), LabError> {
+pub(super) fn empty_and_delete(name: &str) -> Result<(Vec<u32>, bool), LabError> {
     let mut killed = Vec::new();
     if netns::exists(name) {
         let me = std::process::id();
-        for pid in netns::pids(name)?.into_iter().filter(|p| *p != me) {
-            if let Some(st) = procfs::stat(pid)
-                && procfs::kill_if_same(pid, st.start_time)
-            {
-                killed.push(pid);
+        // Snapshot first: killing a group leader takes its whole group with it, so a member
+        // visited later would already be dead and missing from the report.
+        let running: Vec<(u32, procfs::ProcStat)> = netns::pids(name)?
+            .into_iter()
+            .filter(|p| *p != me)
+            .filter_map(|p| procfs::stat(p).filter(|st| st.is_running()).map(|st| (p, st)))
+            .collect();
+        let mut groups_killed = Vec::new();
+        for (pid, st) in &running {
+            if procfs::kill_if_same(*pid, st.start_time) {
+                if st.pgid == *pid {
+                    groups_killed.push(*pid);
+                }
+                killed.push(*pid);
+            } else if groups_killed.contains(&st.pgid) {
+                killed.push(*pid);
             }
         }
         // Declared, bounded wait: every killed pid gone (or a zombie) within 5 s.

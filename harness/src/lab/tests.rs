@@ -950,3 +950,39 @@ fn clean_deletes_orphan_namespaces() {
     assert!(!procfs::is_alive(inside[0]));
     assert!(report.to_string().contains("orphan namespace"), "{report}");
 }
+
+/// The flake this pins: a still-living group leader listed before its member. Killing the leader
+/// takes the group, and the member must still be reported as killed.
+#[test]
+fn clean_reports_group_members_killed_with_their_leader() {
+    use std::os::unix::process::CommandExt;
+    let name = format!("{NETNS_PREFIX}{}", new_run_id());
+    netns::add(&name).expect("netns");
+    let mut leader = std::process::Command::new("ip")
+        .args(["netns", "exec", &name, "/bin/sh", "-c", "sleep 300 & wait"])
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn leader");
+    let leader_pid = leader.id();
+    // Declared readiness: the member `sleep` is listed in the namespace (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let member = loop {
+        let found = netns::pids(&name).expect("pids").into_iter().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        });
+        if let Some(pid) = found {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the member never started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (killed, deleted) = clean::empty_and_delete(&name).expect("clean");
+    let _ = leader.wait();
+    assert!(deleted && !netns::exists(&name));
+    assert!(
+        killed.contains(&leader_pid) && killed.contains(&member),
+        "killed {killed:?}, expected leader {leader_pid} and member {member}"
+    );
+    assert!(!procfs::is_alive(member), "member {member} survived");
+}

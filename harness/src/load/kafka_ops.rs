@@ -45,6 +45,10 @@ pub struct ProducerSettings {
     pub enable_idempotence: bool,
     pub linger: Duration,
     pub value_size: usize,
+    /// `batch.size` in bytes; `None`: librdkafka's default (1 MB). Not in experiment YAML: the
+    /// bench sets it to match a peer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
 }
 
 impl Default for ProducerSettings {
@@ -60,6 +64,7 @@ impl Default for ProducerSettings {
             enable_idempotence: true,
             linger: Duration::from_millis(5),
             value_size: 100,
+            batch_size: None,
         }
     }
 }
@@ -116,7 +121,7 @@ fn producer_config(
     max_in_flight: usize,
 ) -> Vec<(&'static str, String)> {
     let ms = |d: Duration| d.as_millis().to_string();
-    vec![
+    let mut config = vec![
         ("bootstrap.servers", bootstrap.to_owned()),
         ("client.id", "faultline-load".into()),
         ("acks", s.acks.clone()),
@@ -143,7 +148,11 @@ fn producer_config(
         // A broker that is down by design is retried at least every second (default 10 s), so
         // a restarted one is used again promptly.
         ("reconnect.backoff.max.ms", "1000".into()),
-    ]
+    ];
+    if let Some(bytes) = s.batch_size {
+        config.push(("batch.size", bytes.to_string()));
+    }
+    config
 }
 
 /// Client-side counters from librdkafka's statistics, summed over brokers: `retries`
@@ -200,6 +209,9 @@ pub(crate) struct KafkaExec {
     partition_tags: Vec<u8>,
     /// For a partition beyond `partition_tags` (the topic grew): interned when first seen.
     tags: TagTable,
+    /// Messages carry their op index as key, which read-back needs to map the log to ops (the
+    /// ack ledger). Off only in the bench, to measure what the keys cost.
+    pub(crate) keyed: bool,
 }
 
 impl std::fmt::Debug for KafkaExec {
@@ -253,6 +265,7 @@ impl KafkaExec {
             queue_timeout: op_timeout,
             partition_tags: intern_partitions(tags, partitions),
             tags: tags.clone(),
+            keyed: true,
         })
     }
 
@@ -289,7 +302,10 @@ impl KafkaExec {
     pub(crate) async fn execute(&self, n: u64, samples: &ErrorSamples) -> (Outcome, u8) {
         let key = n.to_string();
         let value = payload(&key, self.value_size);
-        let record = FutureRecord::to(&self.topic).key(&key).payload(&value);
+        let mut record = FutureRecord::to(&self.topic).payload(&value);
+        if self.keyed {
+            record = record.key(&key);
+        }
         match self
             .producer
             .send(record, Timeout::After(self.queue_timeout))

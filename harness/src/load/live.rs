@@ -136,9 +136,9 @@ impl LiveStats {
         }
     }
 
-    /// Counts an op as queued until the guard drops (also when its task is aborted).
-    pub(crate) fn queued(&self) -> Gauge<'_> {
-        Gauge::enter(&self.queued)
+    /// Ops due but not yet sent: the dispatcher's backlog while it waits for an in-flight slot.
+    pub(crate) fn set_queued(&self, n: u64) {
+        self.queued.store(n, Ordering::Relaxed);
     }
 
     /// Counts an op as in flight until the guard drops.
@@ -259,11 +259,11 @@ mod tests {
     #[test]
     fn gauges_return_to_zero_when_guards_drop() {
         let live = LiveStats::new();
-        let queued = live.queued();
+        live.set_queued(1);
         let running = [live.running(), live.running()];
         let snapshot = live.snapshot();
         assert_eq!((snapshot.queued, snapshot.in_flight), (1, 2));
-        drop(queued);
+        live.set_queued(0);
         drop(running);
         let snapshot = live.snapshot();
         assert_eq!((snapshot.queued, snapshot.in_flight), (0, 0));

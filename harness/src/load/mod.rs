@@ -119,6 +119,18 @@ pub struct KafkaTarget {
     pub topic: String,
     /// The topic's partition count: acknowledged messages are tagged `p0..p<N-1>`.
     pub partitions: u32,
+    /// Messages carry their op index as key (the ack ledger's read-back needs it). `false` only
+    /// in `cargo xtask bench`, to measure what the ledger costs.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub ledger: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Where a CQL workload goes and how.
@@ -427,7 +439,7 @@ pub async fn prepare(
             schedule::Executor::Redis(redis)
         }
         WorkloadKind::Kafka { target, producer } => {
-            let kafka = kafka_ops::KafkaExec::new(
+            let mut kafka = kafka_ops::KafkaExec::new(
                 target.bootstrap.clone(),
                 target.topic.clone(),
                 producer.clone(),
@@ -442,6 +454,7 @@ pub async fn prepare(
                     target.topic
                 ))
             })?;
+            kafka.keyed = target.ledger;
             schedule::Executor::Kafka(kafka)
         }
         WorkloadKind::Cql { target } => {

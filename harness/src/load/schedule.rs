@@ -2,15 +2,12 @@
 //! have finished, and measures every op from that intended time.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
@@ -62,8 +59,8 @@ pub(crate) struct Shared {
     pub(crate) tags: TagTable,
     pub(crate) samples: ErrorSamples,
     pub(crate) live: Arc<LiveStats>,
-    /// One permit per in-flight slot (`max_in_flight`). Tokio's semaphore is FIFO, so queued ops
-    /// run in intended order.
+    /// One permit per in-flight slot (`max_in_flight`), taken by the dispatcher in intended
+    /// order before it spawns the op.
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) op_timeout: Duration,
     pub(crate) hard_deadline: Instant,
@@ -85,6 +82,13 @@ impl Schedule {
     /// integral rates experiments use; rounded otherwise).
     fn offset_ns(&self, i: u64) -> u64 {
         (i as f64 * 1e9 / self.rate_per_sec).round() as u64
+    }
+
+    /// How many ops are due by `now` (intended at or before it).
+    fn due_by(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.t0 + self.start_offset);
+        let due = (since.as_secs_f64() * self.rate_per_sec).floor() as u64 + 1;
+        due.min(self.intended_ops)
     }
 
     fn intended(&self, i: u64) -> Instant {
@@ -239,26 +243,53 @@ fn dispatch(
         schedule.intended_ops
     };
 
+    let runtime = tokio::runtime::Handle::current();
+    // When the dispatcher last got a slot after waiting for one. Lateness before then is the
+    // system's backpressure (every op waits its turn for a slot, measured from its intended
+    // start all the same), not the generator's lag.
+    let mut slot_came: Option<Instant> = None;
     for i in 0..to_dispatch {
         let intended = schedule.intended(i);
         if !wait_until(intended, &stopped) {
             cancelled_at = Some(Instant::now());
             break;
         }
+        let permit = match Arc::clone(&shared.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match wait_for_slot(&runtime, shared, &schedule, i, &stopped) {
+                SlotWait::Got(permit) => {
+                    slot_came = Some(Instant::now());
+                    permit
+                }
+                SlotWait::Stopped => {
+                    cancelled_at = Some(Instant::now());
+                    break;
+                }
+                SlotWait::Deadline => {
+                    // No slot came before the hard deadline: every op not yet sent missed its
+                    // chance, as the system's doing (they were due: the schedule ended before).
+                    for j in i..to_dispatch {
+                        ops.push(abandoned_op(shared, &schedule, j));
+                    }
+                    dispatched_ops += to_dispatch - i;
+                    break;
+                }
+            },
+        };
         let now = Instant::now();
         if now >= schedule.hard_deadline {
             // So far behind that nothing dispatched now could finish in time; the shortfall
             // shows as dispatched_ops < intended_ops and invalidates the run.
             break;
         }
-        // The generator's own lateness, before any wait for an in-flight slot: it measures us,
-        // not the system, and a run where it is large says nothing about the system.
-        sched_lag.saturating_record(micros(now.saturating_duration_since(intended)));
+        // The generator's own lateness: from when op i could have gone (its intended time, or
+        // the slot it waited for), so it measures us, not the system.
+        let ready = slot_came.map_or(intended, |came| came.max(intended));
+        sched_lag.saturating_record(micros(now.saturating_duration_since(ready)));
         dispatched_ops += 1;
-        let slot = SlotTicket::take(&shared.slots);
         tasks.spawn(run_op(
             Arc::clone(shared),
-            slot,
+            permit,
             i,
             intended,
             schedule.intended_us(i),
@@ -267,6 +298,7 @@ fn dispatch(
             collect(done, &mut ops);
         }
     }
+    shared.live.set_queued(0);
     Dispatched {
         tasks,
         ops,
@@ -291,6 +323,65 @@ fn wait_until(deadline: Instant, stopped: &impl Fn() -> bool) -> bool {
     }
 }
 
+enum SlotWait {
+    Got(OwnedSemaphorePermit),
+    Stopped,
+    Deadline,
+}
+
+/// Blocks the dispatcher until an in-flight slot frees up, the hard deadline passes, or the
+/// workload is stopped. Ops waiting their turn are not tasks (a run far above capacity would
+/// hold hundreds of thousands of them, each the size of its executor's future: over a GB for
+/// CQL); they are the dispatcher's backlog, published as the `queued` gauge.
+fn wait_for_slot(
+    runtime: &tokio::runtime::Handle,
+    shared: &Shared,
+    schedule: &Schedule,
+    next: u64,
+    stopped: &impl Fn() -> bool,
+) -> SlotWait {
+    loop {
+        if stopped() {
+            return SlotWait::Stopped;
+        }
+        let now = Instant::now();
+        if now >= schedule.hard_deadline {
+            return SlotWait::Deadline;
+        }
+        shared
+            .live
+            .set_queued(schedule.due_by(now).saturating_sub(next));
+        let slice = (schedule.hard_deadline - now).min(WAIT_SLICE);
+        let acquire = tokio::time::timeout(slice, Arc::clone(&shared.slots).acquire_owned());
+        match runtime.block_on(acquire) {
+            // A slot freed by an op the hard deadline ended comes too late to use.
+            Ok(Ok(_)) if Instant::now() >= schedule.hard_deadline => return SlotWait::Deadline,
+            Ok(Ok(permit)) => return SlotWait::Got(permit),
+            // The semaphore is never closed; if it were, no op could run.
+            Ok(Err(_)) => return SlotWait::Stopped,
+            Err(_) => {}
+        }
+    }
+}
+
+/// The record of an op that never got a slot before the hard deadline.
+fn abandoned_op(shared: &Shared, schedule: &Schedule, n: u64) -> OpRecord {
+    let outcome = abandoned(shared);
+    let latency_us = micros(
+        schedule
+            .hard_deadline
+            .saturating_duration_since(schedule.intended(n)),
+    );
+    shared.live.complete(false, latency_us);
+    OpRecord {
+        intended_us: schedule.intended_us(n),
+        latency_us,
+        outcome: OutcomeCode::from(outcome),
+        tag: 0,
+        service_us: 0,
+    }
+}
+
 fn collect(done: Result<OpRecord, JoinError>, ops: &mut Vec<OpRecord>) {
     // An Err is an op aborted by cancellation: deliberately unrecorded. A panic cannot come from
     // op code (it returns every failure as an outcome); it would show as dispatched > recorded.
@@ -299,98 +390,49 @@ fn collect(done: Result<OpRecord, JoinError>, ops: &mut Vec<OpRecord>) {
     }
 }
 
-type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
-
-/// An op's place in the queue for an in-flight slot, taken by the dispatcher at dispatch time.
-///
-/// Why not let the op task acquire: tasks dispatched in one burst (after a timer tick or a
-/// scheduler hiccup) are first polled in an order of tokio's choosing, so a later op could take
-/// a slot ahead of an earlier one. Polling the acquire once here enqueues it in the semaphore's
-/// FIFO in intended order; the task then awaits the same future, which re-registers its own
-/// waker.
-enum SlotTicket {
-    /// Decided at once: a slot, or (never in practice) a closed semaphore.
-    Decided(Result<OwnedSemaphorePermit, AcquireError>),
-    Queued(Acquire),
-}
-
-impl SlotTicket {
-    fn take(slots: &Arc<Semaphore>) -> SlotTicket {
-        let mut acquire: Acquire = Box::pin(Arc::clone(slots).acquire_owned());
-        match acquire
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(decided) => SlotTicket::Decided(decided),
-            Poll::Pending => SlotTicket::Queued(acquire),
-        }
-    }
-
-    async fn wait(self) -> Result<OwnedSemaphorePermit, AcquireError> {
-        match self {
-            SlotTicket::Decided(decided) => decided,
-            SlotTicket::Queued(acquire) => acquire.await,
-        }
-    }
-}
-
-/// One op: wait for an in-flight slot, execute within the op timeout, and record the latency from
+/// One op, holding its in-flight slot: execute within the op timeout, and record the latency from
 /// the INTENDED start, so time spent queued behind a stalled system is counted (coordinated
 /// omission corrected).
 ///
-/// The hard deadline bounds the whole workload: an op still queued or running then has missed its
-/// chance. One timer at a time per op (each costs a timer-wheel insert and removal, and a run far
-/// above capacity keeps hundreds of thousands of ops queued): the hard deadline while queued (none
-/// if a slot is free at once: `timeout_at` polls the future before its timer), then the earlier of
-/// the op timeout and the hard deadline while running.
+/// The hard deadline bounds the whole workload: an op still running then has missed its chance.
+/// One timer per op: the earlier of the op timeout and the hard deadline.
 async fn run_op(
     shared: Arc<Shared>,
-    slot: SlotTicket,
+    permit: OwnedSemaphorePermit,
     n: u64,
     intended: Instant,
     intended_us: u64,
 ) -> OpRecord {
-    let queued = shared.live.queued();
-    let permit = timeout_at(shared.hard_deadline, slot.wait()).await;
-    drop(queued);
-    let (outcome, tag, sent) = match permit {
-        Err(_) => (abandoned(&shared), 0, None),
-        // The semaphore is never closed; if it were, no op could run.
-        Ok(Err(_)) => (Outcome::Error(ErrorKind::Other), 0, Some(Instant::now())),
-        Ok(Ok(_permit)) => {
-            // Sent now: what a closed-loop tool would measure from (OpRecord::service_us).
-            let sent = Instant::now();
-            let _running = shared.live.running();
-            let op_deadline = sent
-                .checked_add(shared.op_timeout)
-                .unwrap_or(shared.hard_deadline);
-            let (outcome, tag) = match timeout_at(
-                op_deadline.min(shared.hard_deadline),
-                shared.exec.execute(n, &shared.tags, &shared.samples),
-            )
-            .await
-            {
-                Ok(done) => done,
-                Err(_) if op_deadline <= shared.hard_deadline => {
-                    let outcome = Outcome::Error(ErrorKind::Timeout);
-                    shared.samples.note(OutcomeCode::from(outcome), || {
-                        format!(
-                            "no answer within the op timeout of {} ms",
-                            shared.op_timeout.as_millis()
-                        )
-                    });
-                    (outcome, 0)
-                }
-                Err(_) => (abandoned(&shared), 0),
-            };
-            (outcome, tag, Some(sent))
+    // Sent now: what a closed-loop tool would measure from (OpRecord::service_us).
+    let sent = Instant::now();
+    let running = shared.live.running();
+    let op_deadline = sent
+        .checked_add(shared.op_timeout)
+        .unwrap_or(shared.hard_deadline);
+    let (outcome, tag) = match timeout_at(
+        op_deadline.min(shared.hard_deadline),
+        shared.exec.execute(n, &shared.tags, &shared.samples),
+    )
+    .await
+    {
+        Ok(done) => done,
+        Err(_) if op_deadline <= shared.hard_deadline => {
+            let outcome = Outcome::Error(ErrorKind::Timeout);
+            shared.samples.note(OutcomeCode::from(outcome), || {
+                format!(
+                    "no answer within the op timeout of {} ms",
+                    shared.op_timeout.as_millis()
+                )
+            });
+            (outcome, 0)
         }
+        Err(_) => (abandoned(&shared), 0),
     };
     let done = Instant::now();
+    drop((running, permit));
     let latency_us = micros(done.saturating_duration_since(intended));
-    let service_us = sent.map_or(0, |sent| {
-        u32::try_from(micros(done.saturating_duration_since(sent))).unwrap_or(u32::MAX)
-    });
+    let service_us =
+        u32::try_from(micros(done.saturating_duration_since(sent))).unwrap_or(u32::MAX);
     shared.live.complete(outcome.is_ok(), latency_us);
     OpRecord {
         intended_us,

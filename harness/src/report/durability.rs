@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::journal::{Evidence, FaultWindow, Journal};
+use crate::journal::{Evidence, FaultWindow, Journal, push_gaps};
 use crate::units::format_offset_ms;
 
 /// Cluster events that mark the stages of a failover, in the order they happen.
@@ -47,6 +47,30 @@ pub fn render(out: &mut String, j: &Journal) {
     }
     for fault in &j.experiment.faults {
         failover_timeline(out, e, fault);
+    }
+    liveness(out, e);
+}
+
+/// Cassandra: each liveness change a node pushed to Faultline, next to that node's log line.
+fn liveness(out: &mut String, e: &Evidence) {
+    let gaps = push_gaps(&e.cluster_events);
+    if gaps.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Cassandra liveness: pushed to Faultline vs logged by the node\n\n| node | peer | change | pushed at | push minus the node's log line |\n|---|---|---|---|---|"
+    );
+    for g in &gaps {
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {} | {} | {} ms |",
+            g.node,
+            g.peer,
+            if g.up { "UP" } else { "DOWN" },
+            format_offset_ms(g.pushed_ms),
+            g.gap_ms
+        );
     }
 }
 

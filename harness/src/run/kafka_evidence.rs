@@ -59,7 +59,7 @@ fn parse_leader_line(line: &str) -> Option<LeaderLine<'_>> {
 }
 
 /// `2026-11-21 11:30:57,998` (log4j's default, UTC here) -> unix ms.
-fn parse_stamp(stamp: &str) -> Option<u64> {
+pub(super) fn parse_stamp(stamp: &str) -> Option<u64> {
     let (date, time) = stamp.split_once(' ')?;
     let mut ymd = date.split('-');
     let (y, m, d) = (ymd.next()?, ymd.next()?, ymd.next()?);

@@ -7,6 +7,7 @@
 //! so every runtime thread and child process lives in the lab.
 
 mod breaker_watch;
+mod cassandra_evidence;
 mod cassandra_settle;
 mod collect;
 mod kafka_evidence;
@@ -211,6 +212,8 @@ async fn execute(
         }
     }
 
+    // Listening before t0: a node pushes liveness changes only to clients already registered.
+    let status_watch = cassandra_evidence::start(&plan);
     progress.event(RunEvent::Stage(Stage::Load));
     let t0 = Instant::now();
     let base = TimeBase {
@@ -283,6 +286,17 @@ async fn execute(
         }
     }
     let duration_ms = t0.elapsed().as_millis() as u64;
+    // After healing, so the UP pushes of restarted nodes are in.
+    let pushes = match status_watch {
+        Some(w) => {
+            let (pushes, problems) = w.finish(&plan, base).await;
+            for p in problems {
+                shared.log(t0, EventKind::Note, format!("Cassandra liveness not heard: {p}"));
+            }
+            pushes
+        }
+        None => Vec::new(),
+    };
 
     progress.event(RunEvent::Stage(Stage::Collect));
     let healed_at = Instant::now();
@@ -335,6 +349,13 @@ async fn execute(
     evidence
         .cluster_events
         .extend(kafka_evidence::leader_events(&plan, &lab, base));
+    evidence.cluster_events.extend(pushes);
+    evidence
+        .cluster_events
+        .extend(cassandra_evidence::gossip_events(&plan, &lab, base));
+    evidence
+        .cluster_events
+        .sort_by(|a, b| (a.at_ms, &a.node).cmp(&(b.at_ms, &b.node)));
     redis_evidence::reconfiguration_times(&plan, &mut evidence.roles, &evidence.cluster_events);
     if let Ok(mut events) = shared.events.lock() {
         for e in &evidence.cluster_events {

@@ -34,6 +34,7 @@ pub(super) struct TimeVal {
 pub(super) struct RUsage {
     pub(super) utime: TimeVal,
     pub(super) stime: TimeVal,
+    /// `ru_maxrss` (KiB) first, then 13 counters the bench does not read.
     pub(super) _rest: [i64; 14],
 }
 
@@ -86,6 +87,8 @@ pub(super) struct Finished {
     pub(super) user_s: f64,
     pub(super) sys_s: f64,
     pub(super) wall_s: f64,
+    /// Peak resident set (`ru_maxrss`), KiB.
+    pub(super) max_rss_kib: f64,
 }
 
 impl Finished {
@@ -164,6 +167,7 @@ impl Child {
             user_s: secs(&usage.utime),
             sys_s: secs(&usage.stime),
             wall_s: self.started.elapsed().as_secs_f64(),
+            max_rss_kib: usage._rest[0] as f64,
         })
     }
 

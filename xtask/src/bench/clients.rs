@@ -19,9 +19,21 @@ pub(super) fn loadgen_cmd(bins: &Bins) -> Command {
 }
 
 pub(super) fn common_args(c: &mut Command, rate: f64, secs: u64, op_timeout: &str, s: &Settings) {
+    limits_args(c, rate, secs, CONNECTIONS, op_timeout, s);
+}
+
+/// `common_args` with a `max_in_flight` of its own (Kafka's batching needs thousands).
+pub(super) fn limits_args(
+    c: &mut Command,
+    rate: f64,
+    secs: u64,
+    max_in_flight: usize,
+    op_timeout: &str,
+    s: &Settings,
+) {
     c.args(["--rate", &format!("{rate:.0}")])
         .args(["--duration", &format!("{secs}s")])
-        .args(["--max-in-flight", &CONNECTIONS.to_string()])
+        .args(["--max-in-flight", &max_in_flight.to_string()])
         .args(["--op-timeout", op_timeout])
         .args(["--worker-threads", &s.worker_threads.to_string()]);
 }
@@ -58,6 +70,7 @@ fn set_child_times(j: &mut J, done: &Finished) {
     j.set("child_cpu_user_s", J::Num(done.user_s));
     j.set("child_cpu_sys_s", J::Num(done.sys_s));
     j.set("child_wall_s", J::Num(done.wall_s));
+    j.set("child_max_rss_kib", J::Num(done.max_rss_kib));
 }
 
 /// Records when the server's stall really began and ended, if it was stalled.

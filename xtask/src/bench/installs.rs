@@ -97,45 +97,77 @@ pub(super) fn ensure_apt(ctx: &Ctx) -> Result<Vec<(String, String)>, String> {
     Ok(have)
 }
 
-pub(super) fn oha_version(bin: &Path) -> Option<String> {
-    // "oha 1.16.0"
+/// The newest latte-cli at the time of pinning (crates.io).
+pub const LATTE_VERSION: &str = "0.29.0";
+
+/// `<tool> --version` -> its version, the last word (`oha 1.16.0`, `Cassandra Latency and
+/// Throughput Tester 0.29.0`).
+pub(super) fn tool_version(bin: &Path) -> Option<String> {
     query(bin, &["--version"])?
         .split_whitespace()
-        .nth(1)
+        .last()
         .map(str::to_owned)
 }
 
+/// A peer from crates.io, pinned: `cargo install --locked --version V <krate> <extra>` into the
+/// cache (`--root`), skipped when `<cache>/bin/<bin> --version` already says V.
+struct CargoTool {
+    krate: &'static str,
+    bin: &'static str,
+    version: &'static str,
+    extra: &'static [&'static str],
+}
+
+const OHA: CargoTool = CargoTool {
+    krate: "oha",
+    bin: "oha",
+    version: OHA_VERSION,
+    extra: &["--no-default-features", "--features", OHA_FEATURES],
+};
+
+const LATTE: CargoTool = CargoTool {
+    krate: "latte-cli",
+    bin: "latte",
+    version: LATTE_VERSION,
+    extra: &[],
+};
+
 pub(super) fn ensure_oha(ctx: &Ctx) -> Result<PathBuf, String> {
-    let bin = ctx.tools().join("oha");
-    if oha_version(&bin).as_deref() == Some(OHA_VERSION) {
+    ensure_cargo_tool(ctx, &OHA)
+}
+
+pub(super) fn ensure_latte(ctx: &Ctx) -> Result<PathBuf, String> {
+    ensure_cargo_tool(ctx, &LATTE)
+}
+
+fn ensure_cargo_tool(ctx: &Ctx, tool: &CargoTool) -> Result<PathBuf, String> {
+    let (name, version) = (tool.bin, tool.version);
+    let bin = ctx.tools().join(name);
+    if tool_version(&bin).as_deref() == Some(version) {
         return Ok(bin);
     }
     let started = Instant::now();
     println!(
-        "[bench] oha {OHA_VERSION}: compiling it with `cargo install` into {} (several minutes on 2 cores)",
+        "[bench] {name} {version}: compiling it with `cargo install` into {} (several minutes on 2 cores)",
         ctx.cache.display()
     );
     let mut install = Command::new(&ctx.cargo);
     install
-        .args(["install", "oha", "--locked", "--version", OHA_VERSION])
-        .args([
-            "--no-default-features",
-            "--features",
-            OHA_FEATURES,
-            "--root",
-        ])
+        .args(["install", tool.krate, "--locked", "--version", version])
+        .args(tool.extra)
+        .arg("--root")
         .arg(&ctx.cache);
-    run_logged(&mut install, &ctx.log("bench-oha-install"))?;
-    match oha_version(&bin) {
-        Some(v) if v == OHA_VERSION => {
+    run_logged(&mut install, &ctx.log(&format!("bench-{name}-install")))?;
+    match tool_version(&bin) {
+        Some(v) if v == version => {
             println!(
-                "[bench] oha {OHA_VERSION}: installed in {}",
+                "[bench] {name} {version}: installed in {}",
                 human(started.elapsed())
             );
             Ok(bin)
         }
         other => Err(format!(
-            "after `cargo install`, {} --version reports {other:?}, not {OHA_VERSION}",
+            "after `cargo install`, {} --version reports {other:?}, not {version}",
             bin.display()
         )),
     }
@@ -144,11 +176,17 @@ pub(super) fn ensure_oha(ctx: &Ctx) -> Result<PathBuf, String> {
 pub(super) struct Bins {
     pub(super) loadgen: PathBuf,
     pub(super) recommendations: PathBuf,
+    /// Holds the Cassandra and Kafka labs (`faultline lab up`) and runs the timing experiments.
+    pub(super) faultline: PathBuf,
     pub(super) oha: PathBuf,
+    /// Only when a CQL phase runs.
+    pub(super) latte: Option<PathBuf>,
 }
 
-pub(super) fn build(ctx: &Ctx) -> Result<(PathBuf, PathBuf), String> {
-    let steps: [&[&str]; 2] = [
+/// Release builds of loadgen, `recommendations` and `faultline`: (loadgen, recommendations,
+/// faultline).
+pub(super) fn build(ctx: &Ctx) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let steps: [&[&str]; 3] = [
         &[
             "build",
             "--release",
@@ -165,6 +203,7 @@ pub(super) fn build(ctx: &Ctx) -> Result<(PathBuf, PathBuf), String> {
             "--bin",
             "recommendations",
         ],
+        &["build", "--release", "-p", "faultline", "--bin", "faultline"],
     ];
     for args in steps {
         let mut c = Command::new(&ctx.cargo);
@@ -184,5 +223,6 @@ pub(super) fn build(ctx: &Ctx) -> Result<(PathBuf, PathBuf), String> {
     Ok((
         release.join("examples/loadgen"),
         release.join("recommendations"),
+        release.join("faultline"),
     ))
 }

@@ -7,6 +7,20 @@ pub(super) enum Phase {
     Redis,
     Http,
     Canary,
+    Cql,
+    Kafka,
+    Timing,
+}
+
+impl Phase {
+    const ALL: [(&'static str, Phase); 6] = [
+        ("redis", Phase::Redis),
+        ("http", Phase::Http),
+        ("canary", Phase::Canary),
+        ("cql", Phase::Cql),
+        ("kafka", Phase::Kafka),
+        ("timing", Phase::Timing),
+    ];
 }
 
 #[derive(Debug, Clone)]
@@ -23,13 +37,19 @@ pub(super) struct Settings {
     pub(super) canary_secs: u64,
     pub(super) stall_at: Duration,
     pub(super) stall_for: Duration,
+    /// Faultline's CQL runs and latte's, each.
+    pub(super) cql_secs: u64,
+    /// Faultline's Kafka runs, each.
+    pub(super) kafka_secs: u64,
+    /// ProducerPerformance's `--num-records` (it has no duration).
+    pub(super) kafka_records: u64,
 }
 
 impl Settings {
     pub(super) fn parse(args: &[String]) -> Result<Settings, String> {
         let mut s = Settings {
             rounds: 3,
-            phases: vec![Phase::Redis, Phase::Http, Phase::Canary],
+            phases: Phase::ALL.iter().map(|(_, p)| *p).collect(),
             worker_threads: 0,
             strict: false,
             quick: false,
@@ -39,6 +59,9 @@ impl Settings {
             canary_secs: 30,
             stall_at: Duration::from_secs(10),
             stall_for: Duration::from_secs(1),
+            cql_secs: 10,
+            kafka_secs: 10,
+            kafka_records: 1_000_000,
         };
         let mut rounds = None;
         let mut it = args.iter();
@@ -71,16 +94,14 @@ impl Settings {
                     let v = value("--only")?;
                     let mut phases = Vec::new();
                     for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                        let phase = match name {
-                            "redis" => Phase::Redis,
-                            "http" => Phase::Http,
-                            "canary" => Phase::Canary,
-                            other => {
-                                return Err(format!(
-                                    "unknown phase `{other}` (expected redis, http, canary)"
-                                ));
-                            }
+                        let Some((_, phase)) = Phase::ALL.iter().find(|(n, _)| *n == name) else {
+                            let known: Vec<&str> = Phase::ALL.iter().map(|(n, _)| *n).collect();
+                            return Err(format!(
+                                "unknown phase `{name}` (expected one of {})",
+                                known.join(", ")
+                            ));
                         };
+                        let phase = *phase;
                         if !phases.contains(&phase) {
                             phases.push(phase);
                         }
@@ -101,6 +122,9 @@ impl Settings {
             s.http_secs = 3;
             s.canary_secs = 8;
             s.stall_at = Duration::from_secs(3);
+            s.cql_secs = 4;
+            s.kafka_secs = 4;
+            s.kafka_records = 200_000;
         }
         if let Some(n) = rounds {
             s.rounds = n;

@@ -33,6 +33,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
 ];
 /// Accepted Redis series (Debian bookworm ships 7.0.15).
+pub use kafka::{KAFKA, KAFKA_VERSION};
+
 pub const REDIS_SERIES: &str = "7.0.";
 pub const TOXIPROXY_VERSION: &str = "2.12.0";
 pub const TOXIPROXY_MODULE: &str = "github.com/Shopify/toxiproxy/v2";

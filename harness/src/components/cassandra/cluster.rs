@@ -379,7 +379,7 @@ fn scan(path: &std::path::Path, state: &mut LogState) {
 }
 
 /// `... InetAddress /127.0.1.2:7000 is now UP` -> (127.0.1.2, true); DOWN -> false.
-pub(super) fn parse_gossip_line(line: &str) -> Option<(Ipv4Addr, bool)> {
+pub fn parse_gossip_line(line: &str) -> Option<(Ipv4Addr, bool)> {
     let line = line.trim_end();
     let (before, up) = if let Some(before) = line.strip_suffix(" is now UP") {
         (before, true)

@@ -26,6 +26,9 @@ pub const JVM_OPTIONS: &[&str] = &[
     // A node that runs out of heap dies visibly instead of limping.
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.net.preferIPv4Stack=true",
+    // Log times in UTC, so `is now DOWN` lines compare with the run's clock whatever the host's
+    // zone (`run::cassandra_evidence`).
+    "-Duser.timezone=UTC",
     "-Dcassandra-foreground=yes",
     // Start-up does not wait for gossip to settle: readiness is judged by `UpWatch` instead.
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",

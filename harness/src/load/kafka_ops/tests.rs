@@ -113,6 +113,15 @@ fn producer_config_uses_librdkafka_names() {
     assert_eq!(config["acks"], "all");
     assert_eq!(config["enable.idempotence"], "true");
     assert_eq!(config["linger.ms"], "0.5");
+    assert!(!config.contains_key("batch.size"), "librdkafka's default unless set");
+    let batched = ProducerSettings {
+        batch_size: Some(65_536),
+        ..ProducerSettings::default()
+    };
+    let batched: BTreeMap<&str, String> = producer_config("127.0.1.1:9092", &batched, 64)
+        .into_iter()
+        .collect();
+    assert_eq!(batched["batch.size"], "65536");
     assert_eq!(config["delivery.timeout.ms"], "60000");
     assert!(
         !config.contains_key("request.timeout.ms"),

@@ -174,6 +174,7 @@ impl Resolver<'_> {
                 .value_size
                 .as_ref()
                 .map_or(defaults.value_size, |v| v.value as usize),
+            batch_size: defaults.batch_size,
         };
         if let Err(e) = producer.validate() {
             self.diags
@@ -184,6 +185,7 @@ impl Resolver<'_> {
                 bootstrap: cluster.bootstrap.clone(),
                 topic: planned.name.clone(),
                 partitions: planned.partitions,
+                ledger: true,
             },
             producer,
         })
