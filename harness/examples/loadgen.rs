@@ -264,7 +264,12 @@ fn main() -> ExitCode {
         // Connections first (a CQL session, a Kafka producer), then t0: set-up is not load.
         let prepared = prepare(&plan, &AckWatermarks::default()).await?;
         prepared
-            .run(Instant::now(), Duration::ZERO, cancel, Arc::new(LiveStats::new()))
+            .run(
+                Instant::now(),
+                Duration::ZERO,
+                cancel,
+                Arc::new(LiveStats::new()),
+            )
             .await
     });
     let wall_s = wall.elapsed().as_secs_f64();

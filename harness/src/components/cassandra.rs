@@ -39,8 +39,8 @@ pub use cluster::{
     CLUSTER_READY_TIMEOUT, ClusterReady, NodeReady, UpWatch, parse_gossip_line, restart_nodes,
     start_cluster,
 };
-pub use events::{StatusChange, watch_status};
 pub use config::{render_logback, render_rackdc, render_yaml, tokens_for};
+pub use events::{StatusChange, watch_status};
 pub use hints::wait_hints_delivered;
 pub use repair::repair_primary_ranges;
 pub use schema::{TABLE, create_schema};

@@ -365,7 +365,11 @@ pub(super) fn empty_and_delete(name: &str) -> Result<(Vec<u32>, bool), LabError>
         let running: Vec<(u32, procfs::ProcStat)> = netns::pids(name)?
             .into_iter()
             .filter(|p| *p != me)
-            .filter_map(|p| procfs::stat(p).filter(|st| st.is_running()).map(|st| (p, st)))
+            .filter_map(|p| {
+                procfs::stat(p)
+                    .filter(|st| st.is_running())
+                    .map(|st| (p, st))
+            })
             .collect();
         let mut groups_killed = Vec::new();
         for (pid, st) in &running {

@@ -291,7 +291,11 @@ async fn execute(
         Some(w) => {
             let (pushes, problems) = w.finish(&plan, base).await;
             for p in problems {
-                shared.log(t0, EventKind::Note, format!("Cassandra liveness not heard: {p}"));
+                shared.log(
+                    t0,
+                    EventKind::Note,
+                    format!("Cassandra liveness not heard: {p}"),
+                );
             }
             pushes
         }

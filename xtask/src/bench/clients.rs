@@ -65,6 +65,23 @@ pub(super) fn child_cpu_s(j: &J) -> f64 {
     num(j, &["child_cpu_user_s"]) + num(j, &["child_cpu_sys_s"])
 }
 
+/// A reference tool's run for the raw report: round, tool, its own numbers, and what wait4 saw.
+pub(super) fn reference_run(
+    round: usize,
+    tool: &str,
+    numbers: &[(&str, f64)],
+    done: &Finished,
+) -> J {
+    let mut fields = vec![
+        ("round".to_owned(), J::Num(round as f64)),
+        ("tool".to_owned(), J::Str(tool.to_owned())),
+    ];
+    fields.extend(numbers.iter().map(|(k, v)| ((*k).to_owned(), J::Num(*v))));
+    let mut j = J::Obj(fields);
+    set_child_times(&mut j, done);
+    j
+}
+
 /// Records the CPU and wall time wait4 saw for the client.
 fn set_child_times(j: &mut J, done: &Finished) {
     j.set("child_cpu_user_s", J::Num(done.user_s));

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::child::{pause, run_client};
-use super::clients::{child_cpu_s, common_args, num, run_loadgen};
+use super::clients::{child_cpu_s, common_args, num, reference_run, run_loadgen};
 use super::installs::Bins;
 use super::json::{J, parse_json};
 use super::lab::HeldLab;
@@ -70,18 +70,17 @@ pub(super) fn cql_phase(
         l_rss.push(ran.done.max_rss_kib / 1024.0);
         out.runs.push((
             "cql".into(),
-            J::obj([
-                ("round", J::Num(round as f64)),
-                ("tool", J::Str("latte".into())),
-                ("ops_per_s", J::Num(rate)),
-                ("cycles", J::Num(cycles)),
-                ("errors", J::Num(errors)),
-                ("child_cpu_user_s", J::Num(ran.done.user_s)),
-                ("child_cpu_sys_s", J::Num(ran.done.sys_s)),
-                ("child_wall_s", J::Num(ran.done.wall_s)),
-                ("child_max_rss_kib", J::Num(ran.done.max_rss_kib)),
-                ("cpu_us_per_op", J::Num(cpu_us)),
-            ]),
+            reference_run(
+                round,
+                "latte",
+                &[
+                    ("ops_per_s", rate),
+                    ("cycles", cycles),
+                    ("errors", errors),
+                    ("cpu_us_per_op", cpu_us),
+                ],
+                &ran.done,
+            ),
         ));
         pause(Duration::from_millis(500))?;
 
@@ -127,7 +126,15 @@ pub(super) fn cql_phase(
             Goal::AtMost(2.0),
         ),
     ] {
-        out.rows.push(row(what, unit, "faultline", ours, theirs.clone(), theirs_runs, goal));
+        out.rows.push(row(
+            what,
+            unit,
+            "faultline",
+            ours,
+            theirs.clone(),
+            theirs_runs,
+            goal,
+        ));
     }
     Ok(())
 }

@@ -203,7 +203,14 @@ pub(super) fn build(ctx: &Ctx) -> Result<(PathBuf, PathBuf, PathBuf), String> {
             "--bin",
             "recommendations",
         ],
-        &["build", "--release", "-p", "faultline", "--bin", "faultline"],
+        &[
+            "build",
+            "--release",
+            "-p",
+            "faultline",
+            "--bin",
+            "faultline",
+        ],
     ];
     for args in steps {
         let mut c = Command::new(&ctx.cargo);

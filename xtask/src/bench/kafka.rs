@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::child::{pause, run_client};
-use super::clients::{child_cpu_s, limits_args, num, run_loadgen};
+use super::clients::{child_cpu_s, limits_args, num, reference_run, run_loadgen};
 use super::installs::Bins;
 use super::json::J;
 use super::lab::HeldLab;
@@ -43,7 +43,12 @@ pub(super) fn kafka_phase(
     );
     let libs = crate::deps::KAFKA.libs(ctx);
     let java = java();
-    let lab = HeldLab::up(bins, &ctx.root.join("xtask/bench-labs/kafka.yaml"), logs, "lab-kafka")?;
+    let lab = HeldLab::up(
+        bins,
+        &ctx.root.join("xtask/bench-labs/kafka.yaml"),
+        logs,
+        "lab-kafka",
+    )?;
     let addr = lab.addr("k1")?.to_owned();
     println!("   lab {} is up; broker k1 at {addr}", lab.netns);
 
@@ -83,17 +88,16 @@ pub(super) fn kafka_phase(
         pp_cpu.push(cpu_us);
         out.runs.push((
             "kafka".into(),
-            J::obj([
-                ("round", J::Num(round as f64)),
-                ("tool", J::Str("ProducerPerformance".into())),
-                ("msgs_per_s", J::Num(rate)),
-                ("records", J::Num(s.kafka_records as f64)),
-                ("child_cpu_user_s", J::Num(ran.done.user_s)),
-                ("child_cpu_sys_s", J::Num(ran.done.sys_s)),
-                ("child_wall_s", J::Num(ran.done.wall_s)),
-                ("child_max_rss_kib", J::Num(ran.done.max_rss_kib)),
-                ("cpu_us_per_msg", J::Num(cpu_us)),
-            ]),
+            reference_run(
+                round,
+                "ProducerPerformance",
+                &[
+                    ("msgs_per_s", rate),
+                    ("records", s.kafka_records as f64),
+                    ("cpu_us_per_msg", cpu_us),
+                ],
+                &ran.done,
+            ),
         ));
         pause(Duration::from_millis(500))?;
 
@@ -193,7 +197,11 @@ pub(super) fn parse_producer_performance(out: &str) -> Result<f64, String> {
         .rev()
         .find_map(|l| {
             let (_, rest) = l.split_once(" records sent, ")?;
-            rest.split_once(" records/sec")?.0.trim().parse::<f64>().ok()
+            rest.split_once(" records/sec")?
+                .0
+                .trim()
+                .parse::<f64>()
+                .ok()
         })
         .ok_or_else(|| format!("no `records/sec` in ProducerPerformance's output:\n{out}"))
 }

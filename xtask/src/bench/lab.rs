@@ -81,7 +81,12 @@ impl HeldLab {
             .iter()
             .find(|(n, _)| n == node)
             .map(|(_, a)| a.as_str())
-            .ok_or_else(|| format!("the bench lab has no node `{node}` (it has {:?})", self.nodes))
+            .ok_or_else(|| {
+                format!(
+                    "the bench lab has no node `{node}` (it has {:?})",
+                    self.nodes
+                )
+            })
     }
 
     /// `program` run inside the lab's namespace.

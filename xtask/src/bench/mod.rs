@@ -30,11 +30,11 @@ use crate::proc::{human, io_err, query};
 
 use canary::canary_phase;
 use child::{catch_stop_signals, check_stop};
+use cql::cql_phase;
 use http::http_phases;
 use installs::{
     Bins, LATTE_VERSION, OHA_FEATURES, OHA_VERSION, build, ensure_apt, ensure_latte, ensure_oha,
 };
-use cql::cql_phase;
 use kafka::kafka_phase;
 use redis::redis_phase;
 use report::{Meta, cpu_model, json_report, loadavg, markdown, table, today};
@@ -48,9 +48,9 @@ mod clients;
 mod cql;
 mod http;
 mod installs;
+pub(crate) mod json;
 mod kafka;
 mod lab;
-pub(crate) mod json;
 mod redis;
 mod report;
 mod results;

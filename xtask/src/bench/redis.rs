@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::child::{pause, run_client};
-use super::clients::{child_cpu_s, common_args, loadgen_cmd, num, run_loadgen};
+use super::clients::{child_cpu_s, common_args, loadgen_cmd, num, reference_run, run_loadgen};
 use super::installs::Bins;
 use super::json::J;
 use super::results::{Goal, Results, row};
@@ -48,17 +48,17 @@ pub(super) fn redis_phase(
         rb_cpu.push(cpu_per_op_us);
         out.runs.push((
             "redis".into(),
-            J::obj([
-                ("round", J::Num(round as f64)),
-                ("tool", J::Str("redis-benchmark".into())),
-                ("set_ops_per_s", J::Num(set)),
-                ("get_ops_per_s", J::Num(get)),
-                ("requests_per_test", J::Num(s.redis_requests as f64)),
-                ("child_cpu_user_s", J::Num(ran.done.user_s)),
-                ("child_cpu_sys_s", J::Num(ran.done.sys_s)),
-                ("child_wall_s", J::Num(ran.done.wall_s)),
-                ("cpu_us_per_op", J::Num(cpu_per_op_us)),
-            ]),
+            reference_run(
+                round,
+                "redis-benchmark",
+                &[
+                    ("set_ops_per_s", set),
+                    ("get_ops_per_s", get),
+                    ("requests_per_test", s.redis_requests as f64),
+                    ("cpu_us_per_op", cpu_per_op_us),
+                ],
+                &ran.done,
+            ),
         ));
         pause(Duration::from_millis(300))?;
 

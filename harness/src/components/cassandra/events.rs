@@ -51,7 +51,11 @@ pub async fn watch_status(
     let _ = stream.set_nodelay(true);
     let handshake = async {
         stream
-            .write_all(&frame(0, OP_STARTUP, &string_map(&[("CQL_VERSION", "3.0.0")])))
+            .write_all(&frame(
+                0,
+                OP_STARTUP,
+                &string_map(&[("CQL_VERSION", "3.0.0")]),
+            ))
             .await?;
         expect_ready(&mut stream, "STARTUP").await?;
         stream

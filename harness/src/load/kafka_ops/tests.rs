@@ -113,7 +113,10 @@ fn producer_config_uses_librdkafka_names() {
     assert_eq!(config["acks"], "all");
     assert_eq!(config["enable.idempotence"], "true");
     assert_eq!(config["linger.ms"], "0.5");
-    assert!(!config.contains_key("batch.size"), "librdkafka's default unless set");
+    assert!(
+        !config.contains_key("batch.size"),
+        "librdkafka's default unless set"
+    );
     let batched = ProducerSettings {
         batch_size: Some(65_536),
         ..ProducerSettings::default()
