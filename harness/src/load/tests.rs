@@ -49,6 +49,8 @@ struct ServerStats {
     requests: AtomicU64,
     active: AtomicU64,
     max_active: AtomicU64,
+    /// Connections accepted.
+    connections: AtomicU64,
     /// The stall as it happened: (start, end).
     stall: Mutex<Option<(Instant, Instant)>>,
 }
@@ -76,6 +78,7 @@ async fn serve(reply: Reply, stall: Option<Stall>) -> TestServer {
         tokio::spawn(async move {
             let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
+                stats.connections.fetch_add(1, Ordering::SeqCst);
                 connections.spawn(serve_connection(stream, reply, stall, Arc::clone(&stats)));
             }
         })
@@ -469,18 +472,34 @@ async fn in_flight_cap_is_respected_and_queueing_counts_in_latency() {
                 Duration::from_secs(3),
             );
             let ran = run_from(&plan, Instant::now() - t0_ago, Duration::ZERO, None).await;
-            (t0_ago, server.stats.max_active.load(Ordering::SeqCst), ran)
+            let stats = &server.stats;
+            let seen = [&stats.max_active, &stats.connections].map(|n| n.load(Ordering::SeqCst));
+            (t0_ago, seen, ran)
         });
     }
     while let Some(done) = runs.join_next().await {
-        let (t0_ago, max_active, ran) = done.expect("run task");
+        let (t0_ago, [max_active, connections], ran) = done.expect("run task");
         let case = format!("t0 {t0_ago:?} ago");
         let record = &ran.record;
         assert_eq!(record.ops.len(), 100, "{case}");
+        assert_eq!(record.dispatched_ops, 100, "{case}");
+        // Behind schedule, finished ops claim the next due ones in their own slots: each op
+        // must still run exactly once.
+        assert!(
+            record
+                .ops
+                .windows(2)
+                .all(|w| w[0].intended_us < w[1].intended_us),
+            "{case}: an op was recorded twice"
+        );
         assert!(labels(record).iter().all(|l| l == "ok"), "{case}");
         assert_eq!(
             max_active, cap as u64,
             "{case}: the server saw more or fewer than the cap"
+        );
+        assert_eq!(
+            connections, cap as u64,
+            "{case}: keep-alive connections were not reused (or more than the cap were opened)"
         );
         // Slots are taken in intended order, even within a burst: op i cannot finish before
         // round floor(i / cap) + 1 of service after the run began.

@@ -61,7 +61,7 @@ mod timing;
 /// Connections (redis-benchmark, wrk, oha) and `max_in_flight` (Faultline) everywhere.
 const CONNECTIONS: usize = 50;
 /// `faultline::load::MAX_RATE_PER_SEC`: the generator refuses plans above it.
-const MAX_RATE: f64 = 100_000.0;
+const MAX_RATE: f64 = 500_000.0;
 /// Faultline's intended rate in a maximum run, as a multiple of the reference's result.
 const OVERLOAD: f64 = 2.0;
 /// The canary's fixed rate, far below capacity, so the backlog of the stall drains at once and
