@@ -206,6 +206,10 @@ pub const PUSHED_UP: &str = "pushed UP";
 pub const LOGGED_DOWN: &str = "is now DOWN";
 pub const LOGGED_UP: &str = "is now UP";
 
+/// A partition's new leader as Faultline's own metadata probe saw it (`node` = the new leader,
+/// `detail` = `topic/partition ...`), beside the broker's `leader-elected` log line.
+pub const LEADER_SEEN: &str = "leader-seen";
+
 /// One push paired with the pushing node's own log line about the same peer and change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushGap {

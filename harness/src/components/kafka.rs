@@ -20,7 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use admin::{
-    PartitionInfo, create_topic, describe_topic, partition_leaders, wait_fully_replicated,
+    MetadataReader, PartitionInfo, create_topic, describe_topic, partition_leaders,
+    wait_fully_replicated,
 };
 pub use config::server_properties;
 

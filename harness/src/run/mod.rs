@@ -11,6 +11,7 @@ mod cassandra_evidence;
 mod cassandra_settle;
 mod collect;
 mod kafka_evidence;
+mod kafka_probe;
 mod provision;
 mod redis_evidence;
 mod schedule;
@@ -214,6 +215,7 @@ async fn execute(
 
     // Listening before t0: a node pushes liveness changes only to clients already registered.
     let status_watch = cassandra_evidence::start(&plan);
+    let leader_probe = kafka_probe::start(&plan);
     progress.event(RunEvent::Stage(Stage::Load));
     let t0 = Instant::now();
     let base = TimeBase {
@@ -301,6 +303,10 @@ async fn execute(
         }
         None => Vec::new(),
     };
+    let leaders_seen = match leader_probe {
+        Some(probe) => probe.finish(&plan, base).await,
+        None => Vec::new(),
+    };
 
     progress.event(RunEvent::Stage(Stage::Collect));
     let healed_at = Instant::now();
@@ -354,6 +360,7 @@ async fn execute(
         .cluster_events
         .extend(kafka_evidence::leader_events(&plan, &lab, base));
     evidence.cluster_events.extend(pushes);
+    evidence.cluster_events.extend(leaders_seen);
     evidence
         .cluster_events
         .extend(cassandra_evidence::gossip_events(&plan, &lab, base));

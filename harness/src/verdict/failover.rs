@@ -12,7 +12,7 @@
 //!   verdict takes the slowest.
 
 use super::Verdicts;
-use crate::journal::{AckEvidence, ClusterEvent, Evidence, FaultWindow};
+use crate::journal::{AckEvidence, ClusterEvent, Evidence, FaultWindow, LEADER_SEEN};
 use crate::load::WorkloadSummary;
 use crate::plan::{FailoverAssertion, RetriesAssertion};
 use crate::units::{format_duration, format_offset_ms};
@@ -60,12 +60,15 @@ pub fn judge(
     );
     observed = format!("{observed} ({})", client_ms.1);
     let mut passed = client_ms.0 <= max_ms;
+    let topic = resolved.and_then(|r| selector_topic(&r.selector));
+    let events = &evidence.cluster_events;
     let logged = if partitions.is_empty() {
-        log_failover(&evidence.cluster_events, start)
+        log_failover(events, start)
     } else {
-        let topic = resolved.and_then(|r| selector_topic(&r.selector));
-        slowest_election(&evidence.cluster_events, start, topic, &partitions)
+        slowest_first(events, "leader-elected", start, topic, &partitions)
     };
+    // Faultline's own sighting of the new leaders, free of the producer's retry backoff.
+    let probed = slowest_first(events, LEADER_SEEN, start, topic, &partitions);
     match logged {
         Some(event) => {
             let log_ms = event.at_ms - start;
@@ -81,6 +84,13 @@ pub fn judge(
                 format_offset_ms(gap)
             ));
             passed &= log_ms <= max_ms && gap.unsigned_abs() as u128 <= a.agree_within.as_millis();
+            if let Some(seen) = probed {
+                observed.push_str(&format!(
+                    "; leader probe: new leader seen at {} (probe {} after it)",
+                    format_offset_ms(seen.at_ms - start),
+                    format_offset_ms(seen.at_ms - event.at_ms)
+                ));
+            }
         }
         None if evidence.cluster_events.is_empty() => {
             observed.push_str("; no cluster log was read for this system (client view only)");
@@ -165,8 +175,11 @@ fn by_partition(
 /// The earliest failover event the cluster logged after `start`.
 /// Kafka: per affected partition, the first leader election the brokers logged after the
 /// fault; the slowest of them (`None` if a partition has none).
-fn slowest_election<'e>(
+/// Of `partitions`, the one whose first `event` (a `leader-elected` log line, or a `leader-seen`
+/// probe answer) after `start` came last.
+fn slowest_first<'e>(
     events: &'e [ClusterEvent],
+    event: &str,
     start: i64,
     topic: Option<&str>,
     partitions: &[i32],
@@ -175,7 +188,7 @@ fn slowest_election<'e>(
     for &p in partitions {
         let first = events
             .iter()
-            .filter(|e| e.at_ms >= start && e.event == "leader-elected")
+            .filter(|e| e.at_ms >= start && e.event == event)
             .filter(|e| {
                 elected_partition(&e.detail)
                     .is_some_and(|(t, q)| q == p && topic.is_none_or(|want| want == t))
@@ -188,7 +201,8 @@ fn slowest_election<'e>(
     slowest
 }
 
-/// The partition (`topic/p`) a `leader-elected` event's detail names (`plays/0 epoch 1`).
+/// The partition (`topic/p`) a `leader-elected` or `leader-seen` event's detail names
+/// (`plays/0 epoch 1`).
 fn elected_partition(detail: &str) -> Option<(&str, i32)> {
     let (name, _) = detail.split_once(' ')?;
     let (topic, p) = name.rsplit_once('/')?;
@@ -250,10 +264,14 @@ mod tests {
     use super::*;
 
     fn elected(at_ms: i64, detail: &str) -> ClusterEvent {
+        event(at_ms, "leader-elected", detail)
+    }
+
+    fn event(at_ms: i64, event: &str, detail: &str) -> ClusterEvent {
         ClusterEvent {
             at_ms,
             node: "k3".into(),
-            event: "leader-elected".into(),
+            event: event.into(),
             detail: detail.into(),
         }
     }
@@ -263,21 +281,30 @@ mod tests {
         let events = [
             elected(-500, "plays/0 epoch 1"),
             elected(4_000, "plays/0 epoch 2"),
+            event(4_050, LEADER_SEEN, "plays/0 (probed every 100 ms)"),
             elected(4_500, "other/1 epoch 1"),
             elected(5_000, "plays/1 epoch 1"),
+            event(5_090, LEADER_SEEN, "plays/1 (probed every 100 ms)"),
             elected(6_000, "plays/1 epoch 2"),
         ];
-        // (topic, partitions, expected event time)
-        let cases: &[(Option<&str>, &[i32], Option<i64>)] = &[
-            (Some("plays"), &[0], Some(4_000)),
-            (Some("plays"), &[0, 1], Some(5_000)),
-            (None, &[1], Some(4_500)),
-            (Some("plays"), &[2], None),
-            (Some("plays"), &[0, 2], None),
+        // (topic, partitions, expected election time, expected probe sighting time)
+        type Case<'c> = (Option<&'c str>, &'c [i32], Option<i64>, Option<i64>);
+        let cases: &[Case] = &[
+            (Some("plays"), &[0], Some(4_000), Some(4_050)),
+            (Some("plays"), &[0, 1], Some(5_000), Some(5_090)),
+            (None, &[1], Some(4_500), Some(5_090)),
+            (Some("plays"), &[2], None, None),
+            (Some("plays"), &[0, 2], None, None),
         ];
-        for (topic, partitions, want) in cases {
-            let got = slowest_election(&events, 0, *topic, partitions).map(|e| e.at_ms);
-            assert_eq!(got, *want, "{topic:?} {partitions:?}");
+        for (topic, partitions, elected_at, seen_at) in cases {
+            let got = slowest_first(&events, "leader-elected", 0, *topic, partitions);
+            assert_eq!(
+                got.map(|e| e.at_ms),
+                *elected_at,
+                "{topic:?} {partitions:?}"
+            );
+            let seen = slowest_first(&events, LEADER_SEEN, 0, *topic, partitions);
+            assert_eq!(seen.map(|e| e.at_ms), *seen_at, "{topic:?} {partitions:?}");
         }
         assert_eq!(selector_topic("leader:plays/0"), Some("plays"));
         assert_eq!(selector_topic("controller"), None);

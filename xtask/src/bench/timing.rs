@@ -4,11 +4,14 @@
 //! | experiment | Faultline's view | the server's log |
 //! |---|---|---|
 //! | 001-redis/sentinel-failover | first write acknowledged by the new primary | Sentinel `+switch-master` |
-//! | 001-kafka/leader-failover | first ack on each partition the killed leader led | the broker's `starts at leader epoch` |
+//! | 001-kafka/leader-failover | the leader probe's first sighting of each new leader | the broker's `starts at leader epoch` |
 //! | 000-cassandra/dc-loss-local-quorum | each `STATUS_CHANGE` DOWN a node pushed | the same node's `is now DOWN` |
 //!
-//! The goal is agreement within max(2 x the probe interval, 100 ms); the workloads' op intervals
-//! are 2-10 ms, so 100 ms. One run per experiment whatever `--rounds` says (each is a cluster).
+//! The goal is agreement within max(2 x the probe interval, 100 ms): the Redis workload's op
+//! interval is a few ms and pushes have none, so 100 ms; Kafka's leader probe asks every 100 ms,
+//! so 200 ms. (The Kafka producer's own first ack waits out its retry backoff, up to 1 s: the
+//! verdict reports it, but it measures the client's configuration, not the failover.) One run
+//! per experiment whatever `--rounds` says (each is a cluster).
 
 use std::path::Path;
 use std::process::Command;
@@ -21,21 +24,22 @@ use super::results::{Goal, Results, row};
 use super::settings::Settings;
 use crate::Ctx;
 
-const AGREE_MS: f64 = 100.0;
-
-/// (experiment, what is compared)
-const EXPERIMENTS: [(&str, &str); 3] = [
+/// (experiment, what is compared, the agreement goal in ms)
+const EXPERIMENTS: [(&str, &str, f64); 3] = [
     (
         "001-redis/sentinel-failover",
         "Redis failover: first ack by the new primary vs Sentinel `+switch-master`",
+        100.0,
     ),
     (
         "001-kafka/leader-failover",
-        "Kafka failover: first ack per partition vs the broker's leader election",
+        "Kafka failover: leader probe (every 100 ms) vs the broker's leader election",
+        200.0,
     ),
     (
         "000-cassandra/dc-loss-local-quorum",
         "Cassandra liveness: STATUS_CHANGE DOWN pushed vs the node's `is now DOWN`",
+        100.0,
     ),
 ];
 
@@ -47,7 +51,7 @@ pub(super) fn timing_phase(
     out: &mut Results,
 ) -> Result<(), String> {
     println!("\n== timing: Faultline's failover and liveness times vs the servers' own logs");
-    for (experiment, what) in EXPERIMENTS {
+    for (experiment, what, agree_ms) in EXPERIMENTS {
         let dir = logs.join(experiment.replace('/', "-"));
         let mut c = Command::new(&bins.faultline);
         c.arg("run")
@@ -102,7 +106,7 @@ pub(super) fn timing_phase(
             "faultline",
             vec![worst],
             "max(2 x probe interval, 100 ms)",
-            vec![AGREE_MS],
+            vec![agree_ms],
             Goal::AtMost(1.0),
         ));
     }
@@ -117,15 +121,21 @@ fn failover_gaps(journal: &J) -> Vec<f64> {
     verdicts
         .iter()
         .filter_map(|v| match v.get("observed") {
-            Some(J::Str(text)) => client_gap(text),
+            Some(J::Str(text)) => view_gap(text),
             _ => None,
         })
         .collect()
 }
 
-/// `(client +41ms after it)` -> 41; `(client -1.2s after it)` -> -1200.
-fn client_gap(text: &str) -> Option<f64> {
-    let (_, rest) = text.split_once("(client ")?;
+/// Faultline's failover time against the log: the leader probe's where the verdict has one
+/// (Kafka), else the client's (Redis).
+fn view_gap(text: &str) -> Option<f64> {
+    gap(text, "probe").or_else(|| gap(text, "client"))
+}
+
+/// `(client +41ms after it)` -> 41; `(probe -1.2s after it)` -> -1200.
+fn gap(text: &str, view: &str) -> Option<f64> {
+    let (_, rest) = text.split_once(&format!("({view} "))?;
     let (offset, _) = rest.split_once(" after it)")?;
     offset_ms(offset)
 }
@@ -173,9 +183,12 @@ mod tests {
     #[test]
     fn reads_gaps_from_verdicts_and_reports() {
         let verdict = "client view: +4.4s after `leader-dies` started (slowest of partitions [0]: partition 0); cluster log: `leader-elected` (plays/0 epoch 1) by `k1` at +4.359s (client +41ms after it)";
-        assert_eq!(client_gap(verdict), Some(41.0));
-        assert_eq!(client_gap("(client -1.25s after it)"), Some(-1250.0));
-        assert_eq!(client_gap("client view only"), None);
+        assert_eq!(view_gap(verdict), Some(41.0));
+        let probed =
+            format!("{verdict}; leader probe: new leader seen at +4.43s (probe +71ms after it)");
+        assert_eq!(view_gap(&probed), Some(71.0));
+        assert_eq!(view_gap("(client -1.25s after it)"), Some(-1250.0));
+        assert_eq!(view_gap("client view only"), None);
         let report = "# r\n\n## Cassandra liveness: pushed to Faultline vs logged by the node\n\n| node | peer | change | pushed at | push minus the node's log line |\n|---|---|---|---|---|\n| `a1` | `b1` | DOWN | +12.3s | 4 ms |\n| `a2` | `b1` | DOWN | +12.4s | -3 ms |\n| `a1` | `b1` | UP | +40s | 900 ms |\n\n## Next\n| x | 9 ms |\n";
         assert_eq!(liveness_gaps(report), vec![4.0, -3.0]);
         assert!(liveness_gaps("# nothing").is_empty());

@@ -188,11 +188,32 @@ pub async fn partition_leaders(
     topic: &str,
     timeout: Duration,
 ) -> Result<BTreeMap<i32, i32>, LabError> {
-    Ok(describe_topic(bootstrap, topic, timeout)
-        .await?
-        .into_iter()
-        .map(|p| (p.partition, p.leader))
-        .collect())
+    MetadataReader::new(bootstrap)?
+        .leaders(topic, timeout)
+        .await
+}
+
+/// One admin client kept for repeated metadata questions (a new client per question would
+/// reconnect to the brokers each time).
+pub struct MetadataReader(Arc<Admin>);
+
+impl MetadataReader {
+    pub fn new(bootstrap: &str) -> Result<MetadataReader, LabError> {
+        Ok(MetadataReader(Arc::new(admin(bootstrap)?)))
+    }
+
+    /// partition -> leader node id (`-1`: no leader).
+    pub async fn leaders(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<BTreeMap<i32, i32>, LabError> {
+        Ok(describe(&self.0, topic, timeout)
+            .await?
+            .into_iter()
+            .map(|p| (p.partition, p.leader))
+            .collect())
+    }
 }
 
 async fn describe(
