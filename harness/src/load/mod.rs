@@ -452,6 +452,7 @@ pub async fn prepare(
                 ))
             })?;
             kafka.keyed = target.ledger;
+            kafka.turn_ops = kafka_ops::turn_ops(plan.rate_per_sec);
             schedule::Executor::Kafka(kafka)
         }
         WorkloadKind::Cql { target } => {

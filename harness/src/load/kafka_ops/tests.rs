@@ -146,3 +146,25 @@ fn partitions_are_tagged_in_order() {
     // Interning again (a second executor on the same table) finds the same tags.
     assert_eq!(intern_partitions(&tags, 2), [2, 3]);
 }
+
+#[test]
+fn keyed_ops_take_turns_of_about_ten_ms_per_partition() {
+    // (rate, ops per turn)
+    for (rate, turn) in [(50.0, 1), (300.0, 3), (1_000.0, 10), (400_000.0, 4_000)] {
+        assert_eq!(turn_ops(rate), turn, "{rate}/s");
+    }
+    let settings = ProducerSettings::default();
+    let mut exec = KafkaExec::new(
+        "127.0.0.1:1".into(),
+        "t".into(),
+        settings,
+        3,
+        10,
+        Duration::from_secs(1),
+        &TagTable::new(),
+    )
+    .expect("a producer builds without a broker");
+    exec.turn_ops = turn_ops(300.0);
+    let partitions: Vec<i32> = (0..10).map(|n| exec.partition_of(n)).collect();
+    assert_eq!(partitions, [0, 0, 0, 1, 1, 1, 2, 2, 2, 0]);
+}
