@@ -127,3 +127,16 @@ pub enum FaultError {
     #[error("fault `{fault}` is invalid: {detail}")]
     Invalid { fault: String, detail: String },
 }
+
+/// "a: b: c" for an error and its sources: an HTTP client's top-level message alone ("error
+/// sending request") says nothing about what happened.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
+}

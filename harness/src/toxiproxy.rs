@@ -18,7 +18,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::errors::{LabError, ToxiproxyError};
+use crate::errors::{LabError, ToxiproxyError, error_chain};
 use crate::lab::{Lab, NodeInfo, NodeSpec, Readiness, find_tool};
 
 /// Which half of a proxied connection a toxic acts on.
@@ -384,18 +384,6 @@ fn method_name(m: &Method) -> &'static str {
         Method::PUT => "PUT",
         _ => "HTTP",
     }
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"): include the chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
