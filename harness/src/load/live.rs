@@ -122,10 +122,16 @@ impl LiveStats {
     }
 
     pub(crate) fn complete(&self, ok: bool, latency_us: u64) {
-        self.complete_at(self.second_now(), ok, latency_us);
+        self.complete_in(self.second_now(), ok, latency_us);
     }
 
-    fn complete_at(&self, second: u64, ok: bool, latency_us: u64) {
+    /// `complete` for an op that ended at `done` (saves reading the clock again).
+    pub(crate) fn complete_at(&self, done: Instant, ok: bool, latency_us: u64) {
+        let second = done.saturating_duration_since(self.base).as_secs();
+        self.complete_in(second, ok, latency_us);
+    }
+
+    fn complete_in(&self, second: u64, ok: bool, latency_us: u64) {
         let counter = if ok { &self.ok } else { &self.errors };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut recent = self.lock_recent();
@@ -183,7 +189,7 @@ mod tests {
     fn snapshot_after(completions: &[(u64, bool, u64)], at: u64) -> LiveSnapshot {
         let live = LiveStats::new();
         for &(second, ok, latency_us) in completions {
-            live.complete_at(second, ok, latency_us);
+            live.complete_in(second, ok, latency_us);
         }
         live.snapshot_at(at)
     }
