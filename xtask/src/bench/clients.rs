@@ -60,6 +60,48 @@ pub(super) fn num(j: &J, path: &[&str]) -> f64 {
     j.path(path).and_then(J::num).unwrap_or(f64::NAN)
 }
 
+/// One Faultline run at a maximum, as every phase measures it.
+pub(super) struct MaxRun {
+    /// loadgen's JSON line, with `round` set.
+    pub(super) j: J,
+    /// Ok ops per second within the schedule.
+    pub(super) tput: f64,
+    /// Client CPU µs per ok op.
+    pub(super) cpu_us: f64,
+}
+
+/// Runs loadgen at `intended` (far above capacity), prints its round line as `label`, and notes
+/// when Faultline reached 90% of the intended rate: then the rate, not the system, may have
+/// been the limit. `secs` bounds the run (see `run_loadgen`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_max_round(
+    c: Command,
+    name: &str,
+    label: &str,
+    unit: &str,
+    round: usize,
+    intended: f64,
+    logs: &Path,
+    secs: u64,
+    notes: &mut Vec<String>,
+) -> Result<MaxRun, String> {
+    let mut j = run_loadgen(c, name, logs, secs)?;
+    let tput = num(&j, &["throughput_ops_per_s"]);
+    let cpu_us = child_cpu_s(&j) / num(&j, &["ok_ops"]) * 1e6;
+    println!(
+        "   r{round} {label}: {tput:.0} {unit}/s (intended {intended:.0}/s), {cpu_us:.2} µs CPU/{unit}, peak RSS {:.1} MiB, errors {}",
+        num(&j, &["child_max_rss_kib"]) / 1024.0,
+        num(&j, &["errors"])
+    );
+    if tput > 0.9 * intended {
+        notes.push(format!(
+            "{name}: Faultline reached {tput:.0}/s of the {intended:.0}/s intended: the intended rate, not the system, may have been the limit"
+        ));
+    }
+    j.set("round", J::Num(round as f64));
+    Ok(MaxRun { j, tput, cpu_us })
+}
+
 /// The client's CPU time (user + system, seconds) as loadgen_json recorded it.
 pub(super) fn child_cpu_s(j: &J) -> f64 {
     num(j, &["child_cpu_user_s"]) + num(j, &["child_cpu_sys_s"])

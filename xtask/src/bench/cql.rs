@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::child::{pause, run_client};
-use super::clients::{child_cpu_s, common_args, num, reference_run, run_loadgen};
+use super::clients::{common_args, num, reference_run, run_loadgen, run_max_round};
 use super::installs::Bins;
-use super::json::{J, parse_json};
+use super::json::parse_json;
 use super::lab::HeldLab;
 use super::results::{Goal, Results, row};
 use super::settings::Settings;
@@ -94,18 +94,21 @@ pub(super) fn cql_phase(
 
         let intended = (OVERLOAD * rate).clamp(1_000.0, MAX_RATE);
         let c = loadgen(bins, &lab, &addr, intended, s.cql_secs, s);
-        let mut j = run_loadgen(c, &format!("faultline-cql-r{round}"), logs, s.cql_secs)?;
-        let tput = num(&j, &["throughput_ops_per_s"]);
-        let cpu_us = child_cpu_s(&j) / num(&j, &["ok_ops"]) * 1e6;
-        let rss = num(&j, &["child_max_rss_kib"]) / 1024.0;
-        println!(
-            "   r{round} faultline: {tput:.0} ops/s (intended {intended:.0}/s), {cpu_us:.2} µs CPU/op, peak RSS {rss:.1} MiB, errors {}",
-            num(&j, &["errors"])
-        );
-        f_rate.push(tput);
-        f_cpu.push(cpu_us);
-        f_rss.push(rss);
-        j.set("round", J::Num(round as f64));
+        let run = run_max_round(
+            c,
+            &format!("faultline-cql-r{round}"),
+            "faultline",
+            "op",
+            round,
+            intended,
+            logs,
+            s.cql_secs,
+            &mut out.notes,
+        )?;
+        f_rate.push(run.tput);
+        f_cpu.push(run.cpu_us);
+        f_rss.push(num(&run.j, &["child_max_rss_kib"]) / 1024.0);
+        let j = run.j;
         out.runs.push(("cql".into(), j));
         pause(Duration::from_millis(500))?;
     }

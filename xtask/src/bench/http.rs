@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::child::{pause, run_client};
 use super::clients::{
-    child_cpu_s, common_args, corrected, loadgen_cmd, num, oha_percentiles, run_faultline_http,
-    run_loadgen, run_oha,
+    common_args, corrected, loadgen_cmd, num, oha_percentiles, run_faultline_http, run_max_round,
+    run_oha,
 };
 use super::installs::Bins;
 use super::json::J;
@@ -63,27 +63,21 @@ pub(super) fn http_phases(
         let mut c = loadgen_cmd(bins);
         c.args(["http", "--url", &url]);
         common_args(&mut c, rate, s.http_secs, "1s", s);
-        let mut j = run_loadgen(
+        let run = run_max_round(
             c,
             &format!("faultline-http-max-r{round}"),
+            "faultline",
+            "req",
+            round,
+            rate,
             logs,
             s.http_secs,
+            &mut out.notes,
         )?;
         server.stop();
-        let tput = num(&j, &["throughput_ops_per_s"]);
-        let cpu = child_cpu_s(&j) / num(&j, &["ok_ops"]) * 1e6;
-        println!(
-            "   r{round} faultline: {tput:.0} req/s (intended {rate:.0}/s), {cpu:.2} µs CPU/req, errors {}",
-            num(&j, &["errors"])
-        );
-        if tput > 0.9 * rate {
-            out.notes.push(format!(
-                "http-max r{round}: Faultline reached {tput:.0}/s of the {rate:.0}/s intended: the intended rate may have been the limit"
-            ));
-        }
-        fl_rps.push(tput);
-        fl_cpu.push(cpu);
-        j.set("round", J::Num(round as f64));
+        fl_rps.push(run.tput);
+        fl_cpu.push(run.cpu_us);
+        let j = run.j;
         out.runs.push(("http-max".into(), j));
         pause(Duration::from_millis(300))?;
     }

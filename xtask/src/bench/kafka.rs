@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::child::{pause, run_client};
-use super::clients::{child_cpu_s, limits_args, num, reference_run, run_loadgen};
+use super::clients::{limits_args, reference_run, run_loadgen, run_max_round};
 use super::installs::Bins;
 use super::json::J;
 use super::lab::HeldLab;
@@ -106,25 +106,26 @@ pub(super) fn kafka_phase(
             let which = if ledger { "ledger" } else { "no-ledger" };
             let c = loadgen(bins, &lab, &addr, intended, s.kafka_secs, ledger, s);
             let name = format!("faultline-kafka-{which}-r{round}");
-            let mut j = run_loadgen(c, &name, logs, s.kafka_secs + QUEUED_SLACK_S)?;
-            let tput = num(&j, &["throughput_ops_per_s"]);
-            let cpu_us = child_cpu_s(&j) / num(&j, &["ok_ops"]) * 1e6;
-            println!(
-                "   r{round} faultline ({which}): {tput:.0} msgs/s (intended {intended:.0}/s), {cpu_us:.2} µs CPU/msg, errors {}",
-                num(&j, &["errors"])
-            );
-            if tput > 0.9 * intended {
-                out.notes.push(format!(
-                    "kafka {which} r{round}: Faultline reached {tput:.0}/s of the {intended:.0}/s intended: the intended rate (capped at {MAX_RATE:.0}/s), not the system, may have been the limit"
-                ));
-            }
+            let label = format!("faultline ({which})");
+            let secs = s.kafka_secs + QUEUED_SLACK_S;
+            let run = run_max_round(
+                c,
+                &name,
+                &label,
+                "msg",
+                round,
+                intended,
+                logs,
+                secs,
+                &mut out.notes,
+            )?;
             if ledger {
-                on_rate.push(tput);
-                on_cpu.push(cpu_us);
+                on_rate.push(run.tput);
+                on_cpu.push(run.cpu_us);
             } else {
-                off_rate.push(tput);
+                off_rate.push(run.tput);
             }
-            j.set("round", J::Num(round as f64));
+            let mut j = run.j;
             j.set("ledger", J::Bool(ledger));
             out.runs.push(("kafka".into(), j));
             pause(Duration::from_millis(500))?;

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::child::{pause, run_client};
-use super::clients::{child_cpu_s, common_args, loadgen_cmd, num, reference_run, run_loadgen};
+use super::clients::{common_args, loadgen_cmd, num, reference_run, run_max_round};
 use super::installs::Bins;
 use super::json::J;
 use super::results::{Goal, Results, row};
@@ -76,38 +76,31 @@ pub(super) fn redis_phase(
                     "3",
                 ]);
             common_args(&mut c, rate, s.redis_secs, "1s", s);
-            let mut j = run_loadgen(
+            let run = run_max_round(
                 c,
                 &format!("faultline-redis-{command}-r{round}"),
+                &format!("faultline {command}"),
+                "op",
+                round,
+                rate,
                 logs,
                 s.redis_secs,
+                &mut out.notes,
             )?;
-            let tput = num(&j, &["throughput_ops_per_s"]);
-            let ok = num(&j, &["ok_ops"]);
-            let this_cpu = child_cpu_s(&j);
-            println!(
-                "   r{round} faultline {command}: {tput:.0}/s (intended {rate:.0}/s), {:.2} µs CPU/op, errors {}",
-                this_cpu / ok * 1e6,
-                num(&j, &["errors"])
-            );
-            if tput > 0.9 * rate {
-                out.notes.push(format!(
-                    "redis {command} r{round}: Faultline reached {tput:.0}/s of the {rate:.0}/s intended: the intended rate, not the system, may have been the limit"
-                ));
-            }
-            cpu += this_cpu;
+            let ok = num(&run.j, &["ok_ops"]);
+            cpu += run.cpu_us * ok;
             ops += ok;
             if command == "set" {
-                fl_set.push(tput);
+                fl_set.push(run.tput);
             } else {
-                fl_get.push(tput);
+                fl_get.push(run.tput);
             }
-            j.set("round", J::Num(round as f64));
+            let mut j = run.j;
             j.set("command", J::Str(command.into()));
             out.runs.push(("redis".into(), j));
             pause(Duration::from_millis(300))?;
         }
-        fl_cpu.push(cpu / ops * 1e6);
+        fl_cpu.push(cpu / ops);
     }
     server.stop();
     let theirs = format!("redis-benchmark -c {CONNECTIONS} -P 1");
